@@ -1,0 +1,1 @@
+"""The one small library every process shares: settings base, JSON logging, gRPC bootstrap, errors."""

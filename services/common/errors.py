@@ -1,0 +1,125 @@
+"""Error → gRPC status mapping.
+
+Logic modules raise `ServiceError` subclasses and know nothing of gRPC; `ErrorInterceptor` turns them
+into a status code, a human message and a machine-readable reason in the `error-reason` trailer (the
+orchestrator reads it to tell bad input from transient faults). A failed downstream call passes its
+status through; anything else becomes INTERNAL, logged with its traceback but never sent to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+REASON_KEY = "error-reason"
+
+
+class ServiceError(Exception):
+    """An error whose message is safe and useful to show the caller."""
+
+    code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.code.name
+
+
+class InvalidArgument(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    """The reason a server put in the `error-reason` trailer, else the status code's name."""
+    metadata: Any = error.trailing_metadata() or ()
+    for key, value in metadata:
+        if key == REASON_KEY:
+            return str(value)
+    return error.code().name
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
+    if isinstance(exc, ServiceError):
+        log.info("rpc error", extra={"method": method, "code": exc.code.name, "reason": exc.reason})
+        await context.abort(exc.code, exc.message, trailing_metadata=((REASON_KEY, exc.reason),))
+    if isinstance(exc, grpc.aio.AioRpcError):  # a downstream call failed: pass its status through
+        code = grpc.StatusCode.UNAVAILABLE if exc.code() == grpc.StatusCode.CANCELLED else exc.code()
+        log.warning("downstream error", extra={"method": method, "code": exc.code().name})
+        await context.abort(code, exc.details() or "", trailing_metadata=((REASON_KEY, error_reason(exc)),))
+    log.exception("unexpected error", extra={"method": method})
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error", trailing_metadata=((REASON_KEY, "INTERNAL"),))
+
+
+def _wrap_unary(behavior: Callable[[Any, Any], Awaitable[Any]], method: str) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def wrapper(request: Any, context: Any) -> Any:
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc, method)
+
+    return wrapper
+
+
+def _wrap_stream(
+    behavior: Callable[[Any, Any], AsyncIterator[Any]], method: str
+) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc, method)
+
+    return wrapper
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Maps exceptions raised by servicer methods to statuses, for all four RPC kinds."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler: Any = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **codec)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method), **codec)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **codec)
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **codec)
+        return handler

@@ -1,0 +1,30 @@
+"""Settings base: every process reads its configuration from environment variables, with local defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class ProcessSettings(BaseSettings):
+    """What every process has: a log level. Subclasses add their own fields and an env_prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+
+class ServerSettings(ProcessSettings):
+    """What every gRPC server has. `host`/`port` take the subclass's env_prefix, e.g. PARSER_PORT."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    # How long in-flight calls may run after SIGTERM; Kubernetes' terminationGracePeriodSeconds must exceed it.
+    shutdown_grace_seconds: float = Field(default=20.0, validation_alias="SHUTDOWN_GRACE_SECONDS")
+    max_message_bytes: int = Field(default=64 * MiB, validation_alias="GRPC_MAX_MESSAGE_BYTES")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
