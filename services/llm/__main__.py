@@ -1,0 +1,45 @@
+"""LLM process: `python -m services.llm`. Loads the model once, then serves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from contracts.internal.v1 import llm_pb2, llm_pb2_grpc, store_pb2_grpc
+from services.common.jsonlog import configure_logging
+from services.common.rpc import channel, serve, service_name
+from services.llm.embedded import EmbeddedExtractor
+from services.llm.server import LlmServicer
+from services.llm.settings import LlmSettings
+
+log = logging.getLogger("services.llm")
+
+
+async def main(settings: LlmSettings) -> None:
+    extractor = EmbeddedExtractor.load(settings.model_dir)
+    log.info("model loaded", extra={"model": extractor.model_name})
+    store_channel = channel(settings.store_address, settings.max_message_bytes)
+    servicer = LlmServicer(
+        store_pb2_grpc.StoreServiceStub(store_channel),
+        extractor,
+        settings.concurrency,
+        settings.object_timeout_seconds,
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, server)
+
+    await serve(
+        settings,
+        service_names=[service_name(llm_pb2, "LlmService")],
+        register=register,
+        on_stop=lambda: store_channel.close(grace=None),
+    )
+
+
+if __name__ == "__main__":
+    settings = LlmSettings()
+    configure_logging("llm", settings.log_level)
+    asyncio.run(main(settings))

@@ -1,0 +1,38 @@
+"""Parser process: `python -m services.parser`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
+from services.common.jsonlog import configure_logging
+from services.common.rpc import channel, serve, service_name
+from services.parser.server import ParserServicer
+from services.parser.settings import ParserSettings
+
+
+async def main(settings: ParserSettings) -> None:
+    import pymupdf  # noqa: F401  -- load it now, not on the first request
+
+    store_channel = channel(settings.store_address, settings.max_message_bytes)
+    servicer = ParserServicer(
+        store_pb2_grpc.StoreServiceStub(store_channel), settings.concurrency, settings.object_timeout_seconds
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        parser_pb2_grpc.add_ParserServiceServicer_to_server(servicer, server)
+
+    await serve(
+        settings,
+        service_names=[service_name(parser_pb2, "ParserService")],
+        register=register,
+        on_stop=lambda: store_channel.close(grace=None),
+    )
+
+
+if __name__ == "__main__":
+    settings = ParserSettings()
+    configure_logging("parser", settings.log_level)
+    asyncio.run(main(settings))

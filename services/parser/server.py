@@ -1,0 +1,33 @@
+"""Thin gRPC layer of the parser: fetch the PDF, parse it off the event loop, store the result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
+from services.common.rpc import read_object, write_object
+from services.parser.pdftext import parse_pdf
+
+log = logging.getLogger(__name__)
+
+
+class ParserServicer(parser_pb2_grpc.ParserServiceServicer):
+    def __init__(self, store: store_pb2_grpc.StoreServiceAsyncStub, concurrency: int, object_timeout: float) -> None:
+        self._store = store
+        self._slots = asyncio.Semaphore(concurrency)
+        self._object_timeout = object_timeout
+
+    async def ParseDocument(
+        self, request: parser_pb2.ParseDocumentRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> parser_pb2.ParseDocumentResponse:
+        async with self._slots:
+            data = await read_object(self._store, request.source_key, self._object_timeout)
+            parsed = await asyncio.to_thread(parse_pdf, data)
+            del data
+            payload = parsed.SerializeToString()
+            await write_object(self._store, request.target_key, payload, self._object_timeout)
+        log.info("parsed", extra={"key": request.source_key, "pages": len(parsed.pages), "chars": len(parsed.text)})
+        return parser_pb2.ParseDocumentResponse(page_count=len(parsed.pages), char_count=len(parsed.text))

@@ -1,0 +1,53 @@
+"""Store process: `python -m services.store`. Migrates the database, ensures the bucket, serves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+import grpc
+
+from contracts.internal.v1 import store_pb2, store_pb2_grpc
+from services.common.jsonlog import configure_logging
+from services.common.rpc import serve, service_name
+from services.store.extractions import ExtractionStore
+from services.store.migrations import migrate
+from services.store.objects import ObjectStore
+from services.store.server import StoreServicer
+from services.store.settings import StoreSettings
+
+log = logging.getLogger("services.store")
+
+
+async def main(settings: StoreSettings) -> None:
+    async with ObjectStore(
+        endpoint_url=settings.s3_endpoint_url,
+        bucket=settings.s3_bucket,
+        region=settings.s3_region,
+        access_key_id=settings.aws_access_key_id,
+        secret_access_key=settings.aws_secret_access_key,
+    ) as objects:
+        await objects.ensure_bucket()
+        pool = await asyncpg.create_pool(
+            settings.database_url, min_size=1, max_size=settings.database_pool_size, command_timeout=60
+        )
+        assert pool is not None
+        await migrate(pool)
+        servicer = StoreServicer(ExtractionStore(pool, objects), objects)
+
+        def register(server: grpc.aio.Server) -> None:
+            store_pb2_grpc.add_StoreServiceServicer_to_server(servicer, server)
+
+        await serve(
+            settings,
+            service_names=[service_name(store_pb2, "StoreService")],
+            register=register,
+            on_stop=pool.close,
+        )
+
+
+if __name__ == "__main__":
+    settings = StoreSettings()
+    configure_logging("store", settings.log_level)
+    asyncio.run(main(settings))

@@ -1,0 +1,156 @@
+"""Object storage (any S3 API: SeaweedFS locally, AWS S3, MinIO, ...) via aioboto3."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from services.common.errors import InvalidArgument, NotFound
+from services.common.settings import MiB
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 * MiB
+# S3 multipart parts must be >= 5 MiB (but the last); larger objects are uploaded in parts of this size.
+PART_BYTES = 8 * MiB
+_KEY_PATTERN = re.compile(r"^(documents|extractions|results)/[A-Za-z0-9._/-]{1,900}$")
+
+
+def check_key(key: str) -> str:
+    """Object keys are built by our own services; anything else is a bug or an attack."""
+    if not _KEY_PATTERN.match(key) or ".." in key or "//" in key:
+        raise InvalidArgument(f"invalid object key {key!r}")
+    return key
+
+
+class ObjectStore:
+    """One S3 client for the process's lifetime; use as an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None,
+        bucket: str,
+        region: str,
+        access_key_id: str | None,
+        secret_access_key: str | None,
+    ) -> None:
+        self.bucket = bucket
+        self._session = aioboto3.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
+        )
+        self._endpoint_url = endpoint_url
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    async def __aenter__(self) -> ObjectStore:
+        config = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            s3={"addressing_style": "path"},
+        )
+        self._client = await self._stack.enter_async_context(
+            self._session.client("s3", endpoint_url=self._endpoint_url, config=config)
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    async def ensure_bucket(self) -> None:
+        try:
+            await self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            log.info("creating bucket", extra={"bucket": self.bucket})
+            with contextlib.suppress(self._client.exceptions.BucketAlreadyOwnedByYou):
+                await self._client.create_bucket(Bucket=self.bucket)
+
+    async def ping(self) -> None:
+        await self._client.head_bucket(Bucket=self.bucket)
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        await self._client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type)
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
+        """Upload from a stream without holding it in memory: multipart above PART_BYTES."""
+        check_key(key)
+        buffer = bytearray()
+        size = 0
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            async for chunk in chunks:
+                buffer += chunk
+                size += len(chunk)
+                while len(buffer) >= PART_BYTES:
+                    if upload_id is None:
+                        created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
+                        upload_id = created["UploadId"]
+                    part = bytes(buffer[:PART_BYTES])
+                    del buffer[:PART_BYTES]
+                    number = len(parts) + 1
+                    answer = await self._client.upload_part(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part
+                    )
+                    parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            if upload_id is None:
+                await self.put(key, bytes(buffer))
+                return size
+            if buffer:
+                number = len(parts) + 1
+                answer = await self._client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(buffer)
+                )
+                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            await self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+            return size
+        except BaseException:
+            if upload_id is not None:
+                with contextlib.suppress(Exception):
+                    await self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+
+    async def get(self, key: str) -> bytes:
+        return b"".join([chunk async for chunk in self.stream(key)])
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        try:
+            answer = await self._client.get_object(Bucket=self.bucket, Key=check_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound(f"object {key!r} not found") from exc
+            raise
+        body = answer["Body"]
+        async with body:  # releases the HTTP connection even if the reader stops early
+            async for chunk in body.iter_chunks(CHUNK_BYTES):
+                yield chunk
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self._client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+        return True
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """Every key under `prefix` (for tests and operators: orphan checks)."""
+        found: list[str] = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            found.extend(item["Key"] for item in page.get("Contents", []))
+        return found

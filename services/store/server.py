@@ -1,0 +1,76 @@
+"""Thin gRPC layer of the store: requests in, ExtractionStore / ObjectStore calls, responses out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from contracts.internal.v1 import store_pb2, store_pb2_grpc
+from services.common.errors import InvalidArgument
+from services.store.extractions import ExtractionStore
+from services.store.objects import ObjectStore
+
+Context = grpc.aio.ServicerContext
+
+
+class StoreServicer(store_pb2_grpc.StoreServiceServicer):
+    def __init__(self, extractions: ExtractionStore, objects: ObjectStore) -> None:
+        self._extractions = extractions
+        self._objects = objects
+
+    async def CreateExtraction(
+        self, request: store_pb2.CreateExtractionRequest, context: Context[object, object]
+    ) -> store_pb2.CreateExtractionResponse:
+        created = await self._extractions.create(request.content, request.filename, request.request_id)
+        return store_pb2.CreateExtractionResponse(
+            extraction=created.extraction, created=created.created, document_key=created.document_key
+        )
+
+    async def GetExtraction(
+        self, request: store_pb2.GetExtractionRequest, context: Context[object, object]
+    ) -> store_pb2.GetExtractionResponse:
+        extraction, key = await self._extractions.get(request.id)
+        return store_pb2.GetExtractionResponse(extraction=extraction, document_key=key)
+
+    async def UpdateExtraction(
+        self, request: store_pb2.UpdateExtractionRequest, context: Context[object, object]
+    ) -> store_pb2.UpdateExtractionResponse:
+        extraction = await self._extractions.update(
+            request.id,
+            state=request.state,
+            stage=request.stage,
+            page_count=request.page_count,
+            char_count=request.char_count,
+            error=request.error if request.HasField("error") else None,
+        )
+        return store_pb2.UpdateExtractionResponse(extraction=extraction)
+
+    async def CompleteExtraction(
+        self, request: store_pb2.CompleteExtractionRequest, context: Context[object, object]
+    ) -> store_pb2.CompleteExtractionResponse:
+        count, key = await self._extractions.complete(request.id, request.clauses_key)
+        return store_pb2.CompleteExtractionResponse(clause_count=count, result_key=key)
+
+    async def ReadObject(
+        self, request: store_pb2.ReadObjectRequest, context: Context[object, object]
+    ) -> AsyncIterator[store_pb2.ReadObjectResponse]:
+        async for chunk in self._objects.stream(request.key):
+            yield store_pb2.ReadObjectResponse(data=chunk)
+
+    async def WriteObject(
+        self,
+        request_iterator: AsyncIterator[store_pb2.WriteObjectRequest],
+        context: Context[object, object],
+    ) -> store_pb2.WriteObjectResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.key:
+            raise InvalidArgument("the first WriteObject message must name the key")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield first.data
+            async for message in request_iterator:
+                yield message.data
+
+        size = await self._objects.put_stream(first.key, chunks())
+        return store_pb2.WriteObjectResponse(key=first.key, size_bytes=size)
