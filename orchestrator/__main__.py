@@ -1,0 +1,57 @@
+"""Worker process: `python -m orchestrator`. Runs the Temporal worker and a gRPC health endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from temporalio.client import Client
+
+from contracts.internal.v1 import llm_pb2_grpc, parser_pb2_grpc, store_pb2_grpc
+from orchestrator.activities import ExtractionActivities
+from orchestrator.settings import WorkerSettings
+from orchestrator.worker import build_worker
+from services.common.jsonlog import configure_logging
+from services.common.rpc import channel, serve
+
+log = logging.getLogger("orchestrator")
+
+
+async def main(settings: WorkerSettings) -> None:
+    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    channels = [
+        channel(address, settings.max_message_bytes)
+        for address in (settings.store_address, settings.parser_address, settings.llm_address)
+    ]
+    store, parser, llm = channels
+    activities = ExtractionActivities(
+        store_pb2_grpc.StoreServiceStub(store),
+        parser_pb2_grpc.ParserServiceStub(parser),
+        llm_pb2_grpc.LlmServiceStub(llm),
+    )
+    worker = build_worker(
+        client,
+        settings.task_queue,
+        activities,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        graceful_shutdown=timedelta(seconds=settings.shutdown_grace_seconds),
+    )
+    running = asyncio.create_task(worker.run())
+
+    async def stop() -> None:
+        await worker.shutdown()
+        for each in channels:
+            await each.close(grace=None)
+
+    log.info("worker started", extra={"task_queue": settings.task_queue})
+    await serve(settings, service_names=[], register=lambda server: None, on_stop=stop, stop_when=running)
+    if running.done() and running.exception() is not None:
+        raise SystemExit(f"worker stopped: {running.exception()}")
+
+
+if __name__ == "__main__":
+    settings = WorkerSettings()
+    configure_logging("worker", settings.log_level)
+    asyncio.run(main(settings))

@@ -1,0 +1,140 @@
+"""Activities: thin gRPC clients of the store, parser and llm services.
+
+Each call heartbeats while it waits, so a worker killed mid-call is noticed within the heartbeat
+timeout and the activity is retried elsewhere. gRPC statuses become Temporal errors: a status caused
+by the input (INVALID_ARGUMENT, FAILED_PRECONDITION, NOT_FOUND, ...) is non-retryable and carries the
+server's reason (e.g. ENCRYPTED_PDF); anything else (UNAVAILABLE, DEADLINE_EXCEEDED, ...) is retried
+by the activity's retry policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import TypeVar
+
+import grpc
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contracts.internal.v1 import (
+    llm_pb2,
+    llm_pb2_grpc,
+    parser_pb2,
+    parser_pb2_grpc,
+    store_pb2,
+    store_pb2_grpc,
+)
+from contracts.v1 import extraction_pb2 as pb
+from orchestrator.payloads import (
+    CompleteInput,
+    CompleteOutput,
+    ExtractInput,
+    ExtractOutput,
+    ParseInput,
+    ParseOutput,
+    StatusUpdate,
+)
+from services.common.errors import error_reason
+
+T = TypeVar("T")
+
+NON_RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+
+def to_application_error(error: grpc.aio.AioRpcError) -> ApplicationError:
+    return ApplicationError(
+        error.details() or error.code().name,
+        type=error_reason(error),
+        non_retryable=error.code() in NON_RETRYABLE_CODES,
+    )
+
+
+async def _heartbeat_until_cancelled(interval: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(interval)
+
+
+async def call(rpc: Awaitable[T]) -> T:
+    """Await one gRPC call, heartbeating meanwhile; map its failure to a Temporal error."""
+    heartbeat_timeout = activity.info().heartbeat_timeout or timedelta(seconds=30)
+    heartbeats = asyncio.create_task(_heartbeat_until_cancelled(heartbeat_timeout.total_seconds() / 3))
+    try:
+        return await rpc
+    except grpc.aio.AioRpcError as error:
+        raise to_application_error(error) from None
+    finally:
+        heartbeats.cancel()
+
+
+def deadline() -> float:
+    """The gRPC deadline for this attempt: what is left of the activity's start-to-close timeout."""
+    timeout = activity.info().start_to_close_timeout or timedelta(minutes=5)
+    return max(1.0, timeout.total_seconds() - 1.0)
+
+
+class ExtractionActivities:
+    def __init__(
+        self,
+        store: store_pb2_grpc.StoreServiceAsyncStub,
+        parser: parser_pb2_grpc.ParserServiceAsyncStub,
+        llm: llm_pb2_grpc.LlmServiceAsyncStub,
+    ) -> None:
+        self._store = store
+        self._parser = parser
+        self._llm = llm
+
+    @activity.defn
+    async def update_status(self, update: StatusUpdate) -> None:
+        request = store_pb2.UpdateExtractionRequest(
+            id=update.extraction_id,
+            state=update.state,  # type: ignore[arg-type]
+            stage=update.stage,  # type: ignore[arg-type]
+            page_count=update.page_count,
+            char_count=update.char_count,
+        )
+        if update.error_code:
+            request.error.CopyFrom(pb.ExtractionError(code=update.error_code, message=update.error_message))
+        await call(self._store.UpdateExtraction(request, timeout=deadline()))
+
+    @activity.defn
+    async def parse_document(self, task: ParseInput) -> ParseOutput:
+        answer = await call(
+            self._parser.ParseDocument(
+                parser_pb2.ParseDocumentRequest(source_key=task.source_key, target_key=task.target_key),
+                timeout=deadline(),
+            )
+        )
+        return ParseOutput(page_count=answer.page_count, char_count=answer.char_count)
+
+    @activity.defn
+    async def extract_clauses(self, task: ExtractInput) -> ExtractOutput:
+        answer = await call(
+            self._llm.ExtractClauses(
+                llm_pb2.ExtractClausesRequest(source_key=task.source_key, target_key=task.target_key),
+                timeout=deadline(),
+            )
+        )
+        return ExtractOutput(clause_count=answer.clause_count, model=answer.model)
+
+    @activity.defn
+    async def complete_extraction(self, task: CompleteInput) -> CompleteOutput:
+        answer = await call(
+            self._store.CompleteExtraction(
+                store_pb2.CompleteExtractionRequest(id=task.extraction_id, clauses_key=task.clauses_key),
+                timeout=deadline(),
+            )
+        )
+        return CompleteOutput(clause_count=answer.clause_count, result_key=answer.result_key)

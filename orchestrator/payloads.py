@@ -1,0 +1,84 @@
+"""The dataclasses that cross Temporal's boundary: workflow and activity inputs and outputs.
+
+Claim-check: they carry ids and object keys, never PDF bytes or document text, so workflow history
+stays small whatever the document's size (Temporal caps a payload at 2 MB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WORKFLOW_NAME = "ExtractionWorkflow"
+
+
+def workflow_id(extraction_id: str) -> str:
+    """One workflow per extraction: starting it twice is rejected by Temporal, not run twice."""
+    return f"extraction-{extraction_id}"
+
+
+def parsed_key(extraction_id: str) -> str:
+    return f"extractions/{extraction_id}/parsed.pb"
+
+
+def clauses_key(extraction_id: str) -> str:
+    return f"extractions/{extraction_id}/clauses.pb"
+
+
+@dataclass(frozen=True)
+class ExtractionInput:
+    extraction_id: str
+    document_key: str
+
+
+@dataclass(frozen=True)
+class ExtractionOutcome:
+    extraction_id: str
+    clause_count: int
+    result_key: str
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    extraction_id: str
+    state: int  # contracts.v1.State
+    stage: int  # contracts.v1.Stage
+    page_count: int = 0
+    char_count: int = 0
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class ParseInput:
+    source_key: str
+    target_key: str
+
+
+@dataclass(frozen=True)
+class ParseOutput:
+    page_count: int
+    char_count: int
+
+
+@dataclass(frozen=True)
+class ExtractInput:
+    source_key: str
+    target_key: str
+
+
+@dataclass(frozen=True)
+class ExtractOutput:
+    clause_count: int
+    model: str
+
+
+@dataclass(frozen=True)
+class CompleteInput:
+    extraction_id: str
+    clauses_key: str
+
+
+@dataclass(frozen=True)
+class CompleteOutput:
+    clause_count: int
+    result_key: str
