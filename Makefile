@@ -1,0 +1,58 @@
+# Clausework: `make demo` runs the whole stack and extracts the bundled sample; `make test` tests it.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) deploy/local/stack.py
+SAMPLE := samples/sample-contract.pdf
+SERVICES := postgres s3 temporal store parser llm gateway worker
+
+.PHONY: help setup demo up down ps protos test test-unit lint fmt clean $(addprefix logs-,$(SERVICES))
+
+help:
+	@echo "make demo    start the stack and extract $(SAMPLE)"
+	@echo "make test    run unit + integration tests (starts and stops its own stack)"
+	@echo "make up | down | ps | logs-<name> | protos | lint"
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	scripts/setup.sh
+
+setup: $(VENV)/.installed
+
+up: setup
+	$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(STACK) down --profile test >/dev/null; fi
+
+ps: setup
+	$(STACK) ps
+
+$(addprefix logs-,$(SERVICES)):
+	tail -n 200 -F .run/dev/logs/$(@:logs-%=%).log
+
+demo: up
+	$(PY) -m clausework extract $(SAMPLE) --address 127.0.0.1:50051
+
+protos: setup
+	$(PY) scripts/gen_protos.py
+	cd protos && ../$(VENV)/bin/buf lint
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	cd protos && ../$(VENV)/bin/buf lint
+
+test: setup
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest -m "not integration"
+
+fmt: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: down
+	rm -rf .run

@@ -1,0 +1,3 @@
+from clausework.cli import main
+
+main()

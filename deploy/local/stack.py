@@ -1,0 +1,460 @@
+"""The whole stack on one machine, no Docker: real Temporal, PostgreSQL, S3 (SeaweedFS) and our processes.
+
+    python deploy/local/stack.py up|down|ps|env [--profile dev|test]
+
+`up` is idempotent (what runs is left alone) and returns once everything answers its health check;
+`down` stops everything it started. Each process logs to .run/<profile>/logs/<name>.log. The `test`
+profile uses other ports and another directory, so the test suite never touches a developer's stack.
+Tests drive the same code through the `Stack` class (stop/start/kill one process mid-run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DATABASE = "clausework"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    gateway: int
+    parser: int
+    llm: int
+    store: int
+    worker: int
+    temporal: int
+    temporal_ui: int
+    postgres: int
+    s3: int
+    # SeaweedFS's internal servers; their gRPC ports are these + 10000.
+    weed_master: int
+    weed_volume: int
+    weed_filer: int
+    headless: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+PROFILES = {
+    "dev": Profile("dev", 50051, 50052, 50053, 50054, 50055, 7233, 8233, 54320, 8333, 9333, 8080, 8888),
+    "test": Profile(
+        "test", 51051, 51052, 51053, 51054, 51055, 17233, 18233, 54330, 8433, 9433, 8180, 8988, headless=True
+    ),
+}
+
+SERVICES = ("store", "parser", "llm", "gateway", "worker")
+INFRA = ("postgres", "s3", "temporal")
+MODULES = {
+    "store": "services.store",
+    "parser": "services.parser",
+    "llm": "services.llm",
+    "gateway": "services.gateway",
+    "worker": "orchestrator",
+}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _wait(what: str, check: object, timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():  # type: ignore[operator]
+                return
+        time.sleep(0.2)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    raise StackError(f"{what} did not become ready in {timeout:.0f}s\n{tail}")
+
+
+def _grpc_serving(port: int) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    if found:
+        return found[-1].parent
+    if which := shutil.which("pg_ctl"):
+        return Path(which).parent
+    raise StackError("PostgreSQL is not installed: run `make setup` (installs Debian's postgresql)")
+
+
+class Stack:
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.run_dir = ROOT / ".run" / profile.name
+        self.logs = self.run_dir / "logs"
+        self.pids = self.run_dir / "pids"
+        self.external_database = os.environ.get("DATABASE_URL") if profile.name == "dev" else None
+        self.external_s3 = os.environ.get("S3_ENDPOINT_URL") if profile.name == "dev" else None
+
+    # ---- configuration every process of ours gets ----------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        return self.external_database or f"postgresql://postgres@127.0.0.1:{self.profile.postgres}/{DATABASE}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.external_s3 or f"http://127.0.0.1:{self.profile.s3}"
+
+    @property
+    def gateway_address(self) -> str:
+        return f"127.0.0.1:{self.profile.gateway}"
+
+    def port(self, name: str) -> int:
+        ports = {"s3": self.profile.s3, **{n: getattr(self.profile, n) for n in (*SERVICES, "postgres", "temporal")}}
+        return int(ports[name])
+
+    def env(self) -> dict[str, str]:
+        p = self.profile
+        return {
+            "GATEWAY_PORT": str(p.gateway),
+            "PARSER_PORT": str(p.parser),
+            "LLM_PORT": str(p.llm),
+            "STORE_PORT": str(p.store),
+            "WORKER_PORT": str(p.worker),
+            "STORE_ADDRESS": f"127.0.0.1:{p.store}",
+            "PARSER_ADDRESS": f"127.0.0.1:{p.parser}",
+            "LLM_ADDRESS": f"127.0.0.1:{p.llm}",
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{p.temporal}",
+            "DATABASE_URL": self.database_url,
+            "S3_ENDPOINT_URL": self.s3_endpoint,
+            "HF_HUB_OFFLINE": "1",
+            **p.extra_env,
+        }
+
+    # ---- process bookkeeping -------------------------------------------------------------------------
+
+    def _pid(self, name: str) -> int | None:
+        path = self.pids / f"{name}.pid"
+        if not path.exists():
+            return None
+        pid = int(path.read_text().strip() or 0)
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        # Guard against a recycled pid: the process must be one of ours.
+        if str(self.run_dir).encode() not in cmdline:
+            environ = b""
+            with contextlib.suppress(OSError):
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            if f"CLAUSEWORK_STACK={self.run_dir}".encode() not in environ:
+                return None
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+        return None if state == "Z" else pid
+
+    def running(self, name: str) -> bool:
+        if name == "postgres":
+            return self._postgres_running()
+        return self._pid(name) is not None
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.pids.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{name}.log").open("ab")
+        full_env = {**os.environ, **(env or {}), "CLAUSEWORK_STACK": str(self.run_dir)}
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        (self.pids / f"{name}.pid").write_text(str(process.pid))
+
+    def _signal(self, name: str, sig: signal.Signals, timeout: float) -> None:
+        pid = self._pid(name)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout
+        while self._pid(name) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self._pid(name) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while self._pid(name) is not None:
+                time.sleep(0.1)
+        (self.pids / f"{name}.pid").unlink(missing_ok=True)
+
+    # ---- infrastructure ------------------------------------------------------------------------------
+
+    @property
+    def _pg_data(self) -> Path:
+        """Inside .run when the postgres user can reach it; else under /var/tmp (e.g. a clone in /root)."""
+        local = self.run_dir / "postgres"
+        if os.geteuid() != 0:
+            return local
+        probe = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-x", str(self.run_dir)], capture_output=True
+        )
+        if probe.returncode == 0:
+            return local
+        digest = hashlib.sha1(str(self.run_dir).encode()).hexdigest()[:12]
+        return Path("/var/tmp/clausework") / digest / "postgres"
+
+    def _as_postgres(self, command: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+    def _postgres_running(self) -> bool:
+        if self.external_database:
+            return True
+        return _port_open(self.profile.postgres)
+
+    def _start_postgres(self) -> None:
+        if self.external_database or self._postgres_running():
+            return
+        bindir = _postgres_bin()
+        data = self._pg_data
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        if not (data / "PG_VERSION").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(data, "postgres", "postgres")
+                data.chmod(0o700)
+            subprocess.run(
+                self._as_postgres(
+                    [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        log = self.logs / "postgres.log"
+        log.touch()
+        if os.geteuid() == 0:
+            shutil.chown(log, "postgres", "postgres")
+        options = (
+            f"-p {self.profile.postgres} -c listen_addresses=127.0.0.1 -k {data}"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        subprocess.run(
+            self._as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
+            check=True,
+            capture_output=True,
+        )
+        created = subprocess.run(
+            [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.profile.postgres), "-U", "postgres", "-tAc",
+             f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        if created.stdout.strip() != "1":
+            subprocess.run(
+                [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.profile.postgres), "-U", "postgres",
+                 DATABASE],
+                check=True, capture_output=True,
+            )  # fmt: skip
+
+    def _stop_postgres(self) -> None:
+        if self.external_database or not self._postgres_running():
+            return
+        data = self._pg_data
+        subprocess.run(
+            self._as_postgres([str(_postgres_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+        )
+
+    def _start_s3(self) -> None:
+        if self.external_s3 or self.running("s3"):
+            return
+        data = self.run_dir / "s3"
+        (data / "log").mkdir(parents=True, exist_ok=True)
+        p = self.profile
+        self._spawn(
+            "s3",
+            [
+                str(BIN / "weed"), f"-logdir={data / 'log'}", "mini", f"-dir={data}",
+                "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={p.s3}", f"-master.port={p.weed_master}",
+                f"-volume.port={p.weed_volume}", f"-filer.port={p.weed_filer}", "-admin.ui=false",
+                "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            ],
+        )  # fmt: skip
+
+    def _s3_ready(self) -> bool:
+        with urllib.request.urlopen(self.s3_endpoint + "/", timeout=1) as answer:
+            return bool(answer.status == 200)
+
+    def _start_temporal(self) -> None:
+        if self.running("temporal"):
+            return
+        p = self.profile
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(BIN / "temporal"), "server", "start-dev",
+            "--db-filename", str(self.run_dir / "temporal.db"),
+            "--ip", "127.0.0.1", "--port", str(p.temporal), "--ui-port", str(p.temporal_ui),
+            "--http-port", str(p.temporal + 10), "--metrics-port", str(p.temporal + 20),
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
+            "--log-level", "warn",
+        ]  # fmt: skip
+        if p.headless:
+            command.append("--headless")
+        self._spawn("temporal", command)
+
+    def _temporal_ready(self) -> bool:
+        answer = subprocess.run(
+            [str(BIN / "temporal"), "operator", "cluster", "health", "--address", f"127.0.0.1:{self.profile.temporal}"],
+            capture_output=True,
+            timeout=10,
+        )
+        return answer.returncode == 0
+
+    # ---- public operations ---------------------------------------------------------------------------
+
+    def start(self, name: str, wait: bool = True) -> None:
+        """Start one process (if it is not running) and wait for its health check."""
+        if name == "postgres":
+            self._start_postgres()
+            return
+        if name == "s3":
+            self._start_s3()
+            if wait:
+                _wait("s3", self._s3_ready, 60, self.logs / "s3.log")
+            return
+        if name == "temporal":
+            self._start_temporal()
+            if wait:
+                _wait("temporal", self._temporal_ready, 90, self.logs / "temporal.log")
+            return
+        if not self.running(name):
+            self._spawn(name, [sys.executable, "-m", MODULES[name]], self.env())
+        if wait:
+            self.wait_ready(name)
+
+    def wait_ready(self, name: str, timeout: float = 90) -> None:
+        port = self.port(name)
+
+        def ready() -> bool:
+            if self._pid(name) is None:
+                raise StackError(f"{name} exited; see {self.logs / (name + '.log')}")
+            return _grpc_serving(port)
+
+        try:
+            _wait(name, ready, timeout, self.logs / f"{name}.log")
+        except StackError as error:
+            raise StackError(f"{error}") from None
+
+    def stop(self, name: str, timeout: float = 30) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after `timeout`)."""
+        if name == "postgres":
+            self._stop_postgres()
+        else:
+            self._signal(name, signal.SIGTERM, timeout)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crashed node would."""
+        self._signal(name, signal.SIGKILL, 10)
+
+    def up(self) -> None:
+        self._start_postgres()
+        self._start_s3()
+        self._start_temporal()
+        if not self.external_s3:
+            _wait("s3", self._s3_ready, 60, self.logs / "s3.log")
+        _wait("temporal", self._temporal_ready, 90, self.logs / "temporal.log")
+        self.start("store")
+        for name in ("parser", "llm", "gateway", "worker"):
+            self.start(name, wait=False)
+        for name in ("parser", "llm", "gateway", "worker"):
+            self.wait_ready(name)
+
+    def down(self) -> None:
+        for name in reversed(SERVICES):
+            self.stop(name)
+        for name in ("temporal", "s3"):
+            self.stop(name)
+        self._stop_postgres()
+
+    def destroy(self) -> None:
+        """Delete all data (databases, objects, Temporal history, logs); the stack must be down."""
+        data = self._pg_data
+        if data.parent.parent == Path("/var/tmp/clausework"):
+            shutil.rmtree(data.parent, ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def status(self) -> Iterator[tuple[str, str, int | None, str]]:
+        p = self.profile
+        rows: list[tuple[str, int, str]] = [
+            ("postgres", p.postgres, "external: DATABASE_URL" if self.external_database else "PostgreSQL"),
+            ("s3", p.s3, "external: S3_ENDPOINT_URL" if self.external_s3 else "SeaweedFS S3 API"),
+            ("temporal", p.temporal, f"Temporal frontend; web UI http://127.0.0.1:{p.temporal_ui}"),
+            ("store", p.store, "contracts.internal.v1.StoreService"),
+            ("parser", p.parser, "contracts.internal.v1.ParserService"),
+            ("llm", p.llm, "contracts.internal.v1.LlmService"),
+            ("gateway", p.gateway, "contracts.v1.ExtractionService (public)"),
+            ("worker", p.worker, "Temporal worker (gRPC health only)"),
+        ]
+        for name, port, what in rows:
+            pid = None if name == "postgres" else self._pid(name)
+            state = "running" if self.running(name) else "stopped"
+            yield name, state, port, f"{what}" + (f" (pid {pid})" if pid else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "ps", "env", "start", "stop"])
+    parser.add_argument("names", nargs="*", help="processes, for start/stop")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
+    args = parser.parse_args()
+    stack = Stack(PROFILES[args.profile])
+    try:
+        if args.command == "up":
+            stack.up()
+            print(f"stack up: gateway on {stack.gateway_address}, Temporal UI http://127.0.0.1:{stack.profile.temporal_ui}")
+        elif args.command == "down":
+            stack.down()
+            print("stack down")
+        elif args.command == "ps":
+            print(f"{'NAME':<10}{'STATE':<10}{'PORT':<8}WHAT")
+            for name, state, port, what in stack.status():
+                print(f"{name:<10}{state:<10}{port!s:<8}{what}")
+        elif args.command == "env":
+            for key, value in stack.env().items():
+                print(f"export {key}={value}")
+        elif args.command == "start":
+            for name in args.names:
+                stack.start(name)
+        elif args.command == "stop":
+            for name in args.names:
+                stack.stop(name)
+    except StackError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()
