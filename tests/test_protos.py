@@ -23,7 +23,9 @@ def test_committed_stubs_match_protos(tmp_path: Path) -> None:
     committed = ROOT / "gen" / "python"
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     existing = sorted(
-        p.relative_to(committed) for p in (committed / "contracts").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        p.relative_to(committed)
+        for p in (committed / "contracts").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
     )
     assert fresh == existing, "run `make protos`"
     drifted = [str(p) for p in fresh if not filecmp.cmp(tmp_path / p, committed / p, shallow=False)]
@@ -36,7 +38,7 @@ def test_stubs_import_as_contracts_v1() -> None:
     names = set(extraction_pb2.DESCRIPTOR.services_by_name["ExtractionService"].methods_by_name)
     assert {"CreateExtraction", "GetExtraction"} <= names
     state = extraction_pb2.State
-    assert state.Name(0) == "STATE_UNSPECIFIED"
+    assert state.Name(extraction_pb2.STATE_UNSPECIFIED) == "STATE_UNSPECIFIED"
     assert {state.Name(v) for v in state.values()} >= {
         "STATE_PENDING",
         "STATE_RUNNING",

@@ -53,7 +53,9 @@ async def test_rejected_at_once_and_nothing_stored(
 
 async def test_far_over_the_limit_is_resource_exhausted(gateway: Gateway) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await gateway.CreateExtraction(pb.CreateExtractionRequest(content=b"%PDF-1.7\n" + b"\0" * (40 * MiB)), timeout=30)
+        await gateway.CreateExtraction(
+            pb.CreateExtractionRequest(content=b"%PDF-1.7\n" + b"\0" * (40 * MiB)), timeout=30
+        )
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 

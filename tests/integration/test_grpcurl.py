@@ -44,7 +44,9 @@ def test_reflection_lists_services_and_health_is_serving(stack: Stack, name: str
 
 def test_readme_create_and_get_calls(stack: Stack) -> None:
     payload = json.dumps({"content": base64.b64encode(pdfs.contract_pdf()).decode(), "filename": "a.pdf"})
-    created = json.loads(grpcurl(stack.gateway_address, "contracts.v1.ExtractionService/CreateExtraction", data=payload))
+    created = json.loads(
+        grpcurl(stack.gateway_address, "contracts.v1.ExtractionService/CreateExtraction", data=payload)
+    )
     assert created["state"] == "STATE_PENDING"
     got = json.loads(
         grpcurl(

@@ -61,6 +61,7 @@ async def check_stored(extraction: pb.Extraction, db: asyncpg.Pool, objects: Obj
             "SELECT category, text, char_start FROM clauses WHERE extraction_id = $1 ORDER BY ordinal",
             uuid.UUID(extraction.id),
         )
+    assert row is not None
     assert row["state"] == pb.STATE_SUCCEEDED
     assert row["result_key"] == result_key(extraction.id)
     assert [(r["category"], r["text"], r["char_start"]) for r in rows] == [
@@ -121,9 +122,7 @@ async def test_same_request_id_returns_the_same_extraction(gateway: Gateway, db:
     second = await gateway.CreateExtraction(request, timeout=30)
     assert second.id == first.id
     async with db.acquire() as connection:
-        count = await connection.fetchval(
-            "SELECT count(*) FROM extractions WHERE request_id = $1", request.request_id
-        )
+        count = await connection.fetchval("SELECT count(*) FROM extractions WHERE request_id = $1", request.request_id)
     assert count == 1
     assert (await wait_terminal(gateway, first.id)).state == pb.STATE_SUCCEEDED
 

@@ -32,7 +32,7 @@ async def submit(gateway: Gateway, content: bytes) -> str:
     return created.id
 
 
-async def wait_for(gateway: Gateway, extraction_id: str, stage: int, timeout: float = 60) -> None:
+async def wait_for(gateway: Gateway, extraction_id: str, stage: pb.Stage.ValueType, timeout: float = 60) -> None:
     for _ in range(int(timeout / 0.05)):
         extraction = await gateway.GetExtraction(pb.GetExtractionRequest(id=extraction_id), timeout=10)
         if extraction.stage >= stage:

@@ -1,0 +1,119 @@
+"""ExtractionWorkflow's control flow, with activities replaced by fault-injecting fakes on a real
+(local dev) Temporal server: retries for transient errors, none for bad input, FAILED state recorded."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from contracts.v1 import extraction_pb2 as pb
+from orchestrator.payloads import (
+    CompleteInput,
+    CompleteOutput,
+    ExtractInput,
+    ExtractionInput,
+    ExtractOutput,
+    ParseInput,
+    ParseOutput,
+    StatusUpdate,
+)
+from orchestrator.workflows import ExtractionWorkflow
+
+TEMPORAL = Path(sys.executable).parent / "temporal"
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL), dev_server_extra_args=["--log-level", "error"]
+    )
+    yield environment
+    await environment.shutdown()
+
+
+class Fakes:
+    """Activities with the production names that record calls and fail as told."""
+
+    def __init__(self, parse_failures: list[Exception]) -> None:
+        self.parse_failures = parse_failures
+        self.parse_attempts = 0
+        self.updates: list[StatusUpdate] = []
+
+    @activity.defn(name="update_status")
+    async def update_status(self, update: StatusUpdate) -> None:
+        self.updates.append(update)
+
+    @activity.defn(name="parse_document")
+    async def parse_document(self, task: ParseInput) -> ParseOutput:
+        self.parse_attempts += 1
+        if self.parse_failures:
+            raise self.parse_failures.pop(0)
+        assert task.target_key.endswith("/parsed.pb")
+        return ParseOutput(page_count=3, char_count=100)
+
+    @activity.defn(name="extract_clauses")
+    async def extract_clauses(self, task: ExtractInput) -> ExtractOutput:
+        return ExtractOutput(clause_count=2, model="fake")
+
+    @activity.defn(name="complete_extraction")
+    async def complete_extraction(self, task: CompleteInput) -> CompleteOutput:
+        return CompleteOutput(clause_count=2, result_key=f"results/{task.extraction_id}.json")
+
+
+async def run(client: Client, fakes: Fakes) -> object:
+    queue = f"test-{uuid.uuid4()}"
+    extraction_id = str(uuid.uuid4())
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[ExtractionWorkflow],
+        activities=[fakes.update_status, fakes.parse_document, fakes.extract_clauses, fakes.complete_extraction],
+    ):
+        return await client.execute_workflow(
+            ExtractionWorkflow.run,
+            ExtractionInput(extraction_id=extraction_id, document_key="documents/ab/abc.pdf"),
+            id=f"extraction-{extraction_id}",
+            task_queue=queue,
+        )
+
+
+async def test_happy_path_moves_through_the_stages(env: WorkflowEnvironment) -> None:
+    fakes = Fakes([])
+    outcome = await run(env.client, fakes)
+    assert getattr(outcome, "clause_count") == 2  # noqa: B009
+    assert [(u.state, u.stage) for u in fakes.updates] == [
+        (pb.STATE_RUNNING, pb.STAGE_PARSING),
+        (pb.STATE_RUNNING, pb.STAGE_EXTRACTING),
+        (pb.STATE_RUNNING, pb.STAGE_STORING),
+    ]
+    assert fakes.updates[1].page_count == 3
+
+
+async def test_transient_errors_are_retried(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(
+        [ApplicationError("parser down", type="UNAVAILABLE"), ApplicationError("slow", type="DEADLINE_EXCEEDED")]
+    )
+    await run(env.client, fakes)
+    assert fakes.parse_attempts == 3
+    assert all(u.state != pb.STATE_FAILED for u in fakes.updates)
+
+
+async def test_bad_input_fails_at_once_with_the_reason(env: WorkflowEnvironment) -> None:
+    fakes = Fakes([ApplicationError("the PDF is encrypted", type="ENCRYPTED_PDF", non_retryable=True)])
+    with pytest.raises(WorkflowFailureError) as raised:
+        await run(env.client, fakes)
+    assert fakes.parse_attempts == 1
+    last = fakes.updates[-1]
+    assert (last.state, last.stage, last.error_code) == (pb.STATE_FAILED, pb.STAGE_DONE, "ENCRYPTED_PDF")
+    assert "encrypted" in last.error_message
+    cause = raised.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "ENCRYPTED_PDF"
