@@ -105,6 +105,8 @@ class ExtractionActivities:
             page_count=update.page_count,
             char_count=update.char_count,
         )
+        if update.pages_total:
+            request.progress.CopyFrom(pb.Progress(pages_parsed=update.pages_parsed, pages_total=update.pages_total))
         if update.error_code:
             request.error.CopyFrom(pb.ExtractionError(code=update.error_code, message=update.error_message))
         await call(self._store.UpdateExtraction(request, timeout=deadline()))

@@ -46,6 +46,8 @@ class StatusUpdate:
     char_count: int = 0
     error_code: str = ""
     error_message: str = ""
+    pages_parsed: int = 0
+    pages_total: int = 0
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ marked FAILED with the service's reason and the workflow fails with it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -59,6 +60,8 @@ class ExtractionWorkflow:
                     pb.STAGE_EXTRACTING,
                     page_count=parsed.page_count,
                     char_count=parsed.char_count,
+                    pages_parsed=parsed.page_count,
+                    pages_total=parsed.page_count,
                 )
             )
             await workflow.execute_activity_method(
@@ -78,6 +81,11 @@ class ExtractionWorkflow:
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=TRANSIENT_RETRIES,
             )
+        except asyncio.CancelledError:
+            # CancelExtraction: in-flight activities are cancelled through their heartbeats; record it.
+            workflow.logger.info("extraction cancelled", extra={"extraction_id": extraction_id})
+            await self._status(StatusUpdate(extraction_id, pb.STATE_CANCELLED, pb.STAGE_DONE))
+            raise
         except ActivityError as error:
             code, message = _failure_reason(error)
             workflow.logger.info("extraction failed", extra={"extraction_id": extraction_id, "code": code})

@@ -151,6 +151,8 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "S3_ENDPOINT_URL": self.s3_endpoint,
             "HF_HUB_OFFLINE": "1",
+            # Local stacks run without API keys; the gateway says so loudly at start-up.
+            "GATEWAY_AUTH_DISABLED": "true",
             **p.extra_env,
         }
 
@@ -435,7 +437,9 @@ def main() -> None:
     try:
         if args.command == "up":
             stack.up()
-            print(f"stack up: gateway on {stack.gateway_address}, Temporal UI http://127.0.0.1:{stack.profile.temporal_ui}")
+            print(
+                f"stack up: gateway on {stack.gateway_address}, Temporal UI http://127.0.0.1:{stack.profile.temporal_ui}"
+            )
         elif args.command == "down":
             stack.down()
             print("stack down")

@@ -59,6 +59,7 @@ async def serve(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     started: asyncio.Event | None = None,
     stop_when: asyncio.Future[Any] | None = None,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or `stop_when` completes), then drain. `register` adds servicers."""
     server = grpc.aio.server(
@@ -77,7 +78,12 @@ async def serve(
         [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(settings.address)
+    if tls is not None:  # (private key, certificate chain), PEM
+        port = server.add_secure_port(settings.address, grpc.ssl_server_credentials([tls]))
+    else:
+        port = server.add_insecure_port(settings.address)
+    if port == 0:
+        raise RuntimeError(f"cannot bind {settings.address}")
     await server.start()
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

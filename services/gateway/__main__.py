@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 from temporalio.client import Client
@@ -11,15 +12,40 @@ from contracts.internal.v1 import store_pb2_grpc
 from contracts.v1 import extraction_pb2, extraction_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import channel, serve, service_name
+from services.gateway.auth import ApiKeys
 from services.gateway.server import ExtractionServicer
 from services.gateway.settings import GatewaySettings
 
+log = logging.getLogger("services.gateway")
+
+
+def api_keys(settings: GatewaySettings) -> ApiKeys:
+    if settings.auth_disabled:
+        log.warning("AUTHENTICATION IS OFF (GATEWAY_AUTH_DISABLED=true): every caller is tenant 'default'")
+        return ApiKeys(None)
+    try:
+        return ApiKeys.parse(settings.api_keys)
+    except ValueError as error:
+        raise SystemExit(
+            f"GATEWAY_API_KEYS: {error}. Configure tenant:sha256 pairs, or set GATEWAY_AUTH_DISABLED=true "
+            "for local use only."
+        ) from None
+
 
 async def main(settings: GatewaySettings) -> None:
+    keys = api_keys(settings)
+    tls = None
+    if settings.tls_cert_file and settings.tls_key_file:
+        tls = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
     temporal = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     store_channel = channel(settings.store_address, settings.max_message_bytes)
     servicer = ExtractionServicer(
-        store_pb2_grpc.StoreServiceStub(store_channel), temporal, settings.task_queue, settings.max_upload_bytes
+        store_pb2_grpc.StoreServiceStub(store_channel),
+        temporal,
+        keys,
+        task_queue=settings.task_queue,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_stream_upload_bytes=settings.max_stream_upload_bytes,
     )
 
     def register(server: grpc.aio.Server) -> None:
@@ -30,6 +56,7 @@ async def main(settings: GatewaySettings) -> None:
         service_names=[service_name(extraction_pb2, "ExtractionService")],
         register=register,
         on_stop=lambda: store_channel.close(grace=None),
+        tls=tls,
     )
 
 

@@ -1,55 +1,151 @@
-"""Public ExtractionService: validate, store through the store service, start the workflow, answer."""
+"""Public ExtractionService: authenticate, validate, hand storage to the store, drive Temporal, answer."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from orchestrator.payloads import WORKFLOW_NAME, ExtractionInput, workflow_id
-from services.common.errors import Unavailable
-from services.gateway.uploads import check_content, check_request_id, clean_filename
+from services.common.errors import InvalidArgument, Unavailable
+from services.gateway.auth import ApiKeys
+from services.gateway.uploads import (
+    HEADER_WINDOW,
+    check_content,
+    check_header,
+    check_request_id,
+    clean_filename,
+    too_large,
+)
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[object, object]
 
 STORE_TIMEOUT_SECONDS = 30.0
+UPLOAD_TIMEOUT_SECONDS = 3600.0
+TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
 
 
 class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
+    """Store errors pass through to the client unchanged (see services.common.errors): their messages are
+    written for users."""
+
     def __init__(
-        self, store: store_pb2_grpc.StoreServiceAsyncStub, temporal: Client, task_queue: str, max_upload_bytes: int
+        self,
+        store: store_pb2_grpc.StoreServiceAsyncStub,
+        temporal: Client,
+        keys: ApiKeys,
+        *,
+        task_queue: str,
+        max_upload_bytes: int,
+        max_stream_upload_bytes: int,
     ) -> None:
         self._store = store
         self._temporal = temporal
+        self._keys = keys
         self._task_queue = task_queue
         self._max_upload_bytes = max_upload_bytes
+        self._max_stream_upload_bytes = max_stream_upload_bytes
+
+    def _tenant(self, context: Context) -> str:
+        return self._keys.tenant(context.invocation_metadata())  # type: ignore[arg-type]
 
     async def CreateExtraction(self, request: pb.CreateExtractionRequest, context: Context) -> pb.Extraction:
+        tenant = self._tenant(context)
         check_content(request.content, self._max_upload_bytes)
-        # The store's errors pass through to the client unchanged: their messages are user-facing.
         created = await self._store.CreateExtraction(
             store_pb2.CreateExtractionRequest(
                 content=request.content,
                 filename=clean_filename(request.filename),
                 request_id=check_request_id(request.request_id),
+                tenant=tenant,
+                reprocess=request.options.reprocess,
             ),
             timeout=STORE_TIMEOUT_SECONDS,
         )
+        return await self._accepted(created, len(request.content))
+
+    async def UploadExtraction(
+        self, request_iterator: AsyncIterator[pb.UploadExtractionRequest], context: Context
+    ) -> pb.Extraction:
+        tenant = self._tenant(context)
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("metadata"):
+            raise InvalidArgument("the first UploadExtraction message must carry metadata")
+        metadata = first.metadata
+        if metadata.size_bytes > self._max_stream_upload_bytes:
+            raise too_large(metadata.size_bytes, self._max_stream_upload_bytes)
+        request_id = check_request_id(metadata.request_id)
+        upload_key = f"uploads/{uuid.uuid4()}.pdf"
+        digest = hashlib.sha256()
+        size = 0
+        failures: list[Exception] = []
+
+        async def chunks() -> AsyncIterator[store_pb2.WriteObjectRequest]:
+            """Forward chunks as they come, hashing and counting; never the whole file in memory."""
+            nonlocal size
+            head = b""
+            try:
+                yield store_pb2.WriteObjectRequest(key=upload_key)
+                async for message in request_iterator:
+                    if message.HasField("metadata"):
+                        raise InvalidArgument("metadata is allowed in the first message only")
+                    data = message.chunk
+                    size += len(data)
+                    if size > self._max_stream_upload_bytes:
+                        raise too_large(size, self._max_stream_upload_bytes)
+                    if len(head) < HEADER_WINDOW:
+                        head += data[: HEADER_WINDOW - len(head)]
+                        if len(head) >= HEADER_WINDOW:
+                            check_header(head)
+                    digest.update(data)
+                    yield store_pb2.WriteObjectRequest(data=data)
+                check_content(head, self._max_stream_upload_bytes)
+            except Exception as exc:  # grpc swallows request-iterator errors; keep ours for the client
+                failures.append(exc)
+                raise
+
+        # If the client's stream fails or breaks a rule, the write is cancelled and the store writes
+        # nothing (small objects are written at the end, multipart uploads are aborted).
+        try:
+            await self._store.WriteObject(chunks(), timeout=UPLOAD_TIMEOUT_SECONDS)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            if failures:
+                raise failures[0] from None
+            raise
+        created = await self._store.CreateExtraction(
+            store_pb2.CreateExtractionRequest(
+                filename=clean_filename(metadata.filename),
+                request_id=request_id,
+                tenant=tenant,
+                reprocess=metadata.options.reprocess,
+                upload_key=upload_key,
+                upload_sha256=digest.hexdigest(),
+                upload_size_bytes=size,
+            ),
+            timeout=STORE_TIMEOUT_SECONDS,
+        )
+        return await self._accepted(created, size)
+
+    async def _accepted(self, created: store_pb2.CreateExtractionResponse, size: int) -> pb.Extraction:
         extraction = created.extraction
         # Also for a repeated request_id still PENDING: the first call may have died before starting it.
         if extraction.state == pb.STATE_PENDING:
             await self._start_workflow(extraction.id, created.document_key)
         log.info(
             "extraction accepted",
-            extra={"extraction_id": extraction.id, "is_new": created.created, "size_bytes": len(request.content)},
+            extra={"extraction_id": extraction.id, "is_new": created.created, "size_bytes": size},
         )
         return extraction
 
@@ -72,6 +168,44 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
 
     async def GetExtraction(self, request: pb.GetExtractionRequest, context: Context) -> pb.Extraction:
         answer = await self._store.GetExtraction(
-            store_pb2.GetExtractionRequest(id=request.id), timeout=STORE_TIMEOUT_SECONDS
+            store_pb2.GetExtractionRequest(id=request.id, tenant=self._tenant(context)),
+            timeout=STORE_TIMEOUT_SECONDS,
         )
         return answer.extraction
+
+    async def WatchExtraction(
+        self, request: pb.WatchExtractionRequest, context: Context
+    ) -> AsyncIterator[pb.Extraction]:
+        updates = self._store.WatchExtraction(
+            store_pb2.WatchExtractionRequest(id=request.id, tenant=self._tenant(context))
+        )
+        async for update in updates:
+            yield update.extraction
+
+    async def ListExtractions(self, request: pb.ListExtractionsRequest, context: Context) -> pb.ListExtractionsResponse:
+        answer = await self._store.ListExtractions(
+            store_pb2.ListExtractionsRequest(
+                tenant=self._tenant(context),
+                page_size=request.page_size,
+                page_token=request.page_token,
+                state=request.state,
+            ),
+            timeout=STORE_TIMEOUT_SECONDS,
+        )
+        return pb.ListExtractionsResponse(extractions=answer.extractions, next_page_token=answer.next_page_token)
+
+    async def CancelExtraction(self, request: pb.CancelExtractionRequest, context: Context) -> pb.Extraction:
+        current = await self.GetExtraction(pb.GetExtractionRequest(id=request.id), context)
+        if current.state in TERMINAL:
+            return current
+        try:
+            await self._temporal.get_workflow_handle(workflow_id(current.id)).cancel()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise Unavailable("could not reach the workflow engine; retry the cancel") from error
+        updated = await self._store.UpdateExtraction(
+            store_pb2.UpdateExtractionRequest(id=current.id, state=pb.STATE_CANCELLED, stage=pb.STAGE_DONE),
+            timeout=STORE_TIMEOUT_SECONDS,
+        )
+        log.info("extraction cancelled", extra={"extraction_id": current.id})
+        return updated.extraction

@@ -16,7 +16,7 @@ DEFAULT_FILENAME = "document.pdf"
 MAX_FILENAME_CHARS = 255
 MAX_REQUEST_ID_CHARS = 128
 # The PDF spec lets a header start anywhere in the first 1024 bytes.
-_HEADER_WINDOW = 1024
+HEADER_WINDOW = 1024
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
@@ -24,16 +24,21 @@ def _size(n: int) -> str:
     return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n:,} bytes"
 
 
+def too_large(size: int, max_bytes: int) -> ResourceExhausted:
+    return ResourceExhausted(f"the PDF is {_size(size)}; the limit is {_size(max_bytes)}", reason="DOCUMENT_TOO_LARGE")
+
+
+def check_header(head: bytes) -> None:
+    if b"%PDF-" not in head[:HEADER_WINDOW]:
+        raise InvalidArgument("content is not a PDF (no %PDF- header)", reason="NOT_A_PDF")
+
+
 def check_content(content: bytes, max_bytes: int) -> None:
     if not content:
         raise InvalidArgument("content is empty: send the PDF file's bytes", reason="EMPTY_DOCUMENT")
     if len(content) > max_bytes:
-        raise ResourceExhausted(
-            f"the PDF is {_size(len(content))}; the limit is {_size(max_bytes)}",
-            reason="DOCUMENT_TOO_LARGE",
-        )
-    if b"%PDF-" not in content[:_HEADER_WINDOW]:
-        raise InvalidArgument("content is not a PDF (no %PDF- header)", reason="NOT_A_PDF")
+        raise too_large(len(content), max_bytes)
+    check_header(content)
 
 
 def clean_filename(filename: str) -> str:

@@ -11,6 +11,7 @@ import grpc
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import serve, service_name
+from services.store.changes import ChangeFeed
 from services.store.extractions import ExtractionStore
 from services.store.migrations import migrate
 from services.store.objects import ObjectStore
@@ -34,7 +35,13 @@ async def main(settings: StoreSettings) -> None:
         )
         assert pool is not None
         await migrate(pool)
-        servicer = StoreServicer(ExtractionStore(pool, objects), objects)
+        changes = ChangeFeed(settings.database_url)
+        await changes.start()
+        servicer = StoreServicer(ExtractionStore(pool, objects), objects, changes)
+
+        async def stop() -> None:
+            await changes.close()
+            await pool.close()
 
         def register(server: grpc.aio.Server) -> None:
             store_pb2_grpc.add_StoreServiceServicer_to_server(servicer, server)
@@ -43,7 +50,7 @@ async def main(settings: StoreSettings) -> None:
             settings,
             service_names=[service_name(store_pb2, "StoreService")],
             register=register,
-            on_stop=pool.close,
+            on_stop=stop,
         )
 
 

@@ -9,10 +9,15 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import hashlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -21,6 +26,7 @@ from google.protobuf import json_format, timestamp_pb2
 from contracts.internal.v1 import llm_pb2
 from contracts.v1 import extraction_pb2 as pb
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.store.changes import ChangeFeed
 from services.store.objects import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,9 @@ log = logging.getLogger(__name__)
 TERMINAL_STATES = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
 MAX_REQUEST_ID_CHARS = 128
 MAX_FILENAME_CHARS = 255
+DEFAULT_TENANT = "default"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 
 _SELECT = """
 SELECT e.*, d.size_bytes, d.page_count, d.char_count, d.object_key
@@ -72,6 +81,13 @@ def _to_message(row: asyncpg.Record, clauses: list[asyncpg.Record] | None = None
         update_time=_timestamp(row["update_time"]),
         request_id=row["request_id"] or "",
         model=row["model"] or "",
+        progress=pb.Progress(
+            pages_parsed=row["pages_parsed"],
+            pages_total=row["pages_total"],
+            chunks_done=row["chunks_done"],
+            chunks_total=row["chunks_total"],
+        ),
+        usage=pb.Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"]),
     )
     if row["error_code"]:
         extraction.error.code = row["error_code"]
@@ -97,67 +113,166 @@ class Created:
     document_key: str
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A PDF to register: its bytes, or an object already written under uploads/ by a streaming gateway."""
+
+    content: bytes = b""
+    upload_key: str = ""
+    sha256: str = ""
+    size_bytes: int = 0
+
+
+def _page_token(row: asyncpg.Record) -> str:
+    raw = f"{row['create_time'].isoformat()}|{row['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_page_token(token: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        stamp, ident = raw.split("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument("invalid page_token") from exc
+
+
 class ExtractionStore:
     def __init__(self, pool: asyncpg.Pool, objects: ObjectStore) -> None:
         self._pool = pool
         self._objects = objects
 
-    async def create(self, content: bytes, filename: str, request_id: str) -> Created:
-        """Store the PDF (once per content) and a PENDING extraction; idempotent per request_id."""
-        if not content:
-            raise InvalidArgument("content is empty")
+    async def create(
+        self, upload: Upload, filename: str, request_id: str, tenant: str = DEFAULT_TENANT, reprocess: bool = False
+    ) -> Created:
+        """Store the PDF (once per content) and a PENDING extraction.
+
+        Idempotent per (tenant, request_id); identical bytes already extracted for the tenant return that
+        extraction unless `reprocess`.
+        """
         if len(request_id) > MAX_REQUEST_ID_CHARS:
             raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID_CHARS} characters")
         if len(filename) > MAX_FILENAME_CHARS:
             raise InvalidArgument(f"filename is longer than {MAX_FILENAME_CHARS} characters")
-        if request_id and (existing := await self._by_request_id(request_id)) is not None:
+        tenant = tenant or DEFAULT_TENANT
+        if upload.upload_key:
+            if not upload.upload_key.startswith("uploads/") or len(upload.sha256) != 64 or upload.size_bytes <= 0:
+                raise InvalidArgument("upload_key must name an uploads/ object, with its sha256 and size")
+            sha256, size = upload.sha256, upload.size_bytes
+        elif upload.content:
+            sha256, size = hashlib.sha256(upload.content).hexdigest(), len(upload.content)
+        else:
+            raise InvalidArgument("content is empty")
+        try:
+            if request_id and (existing := await self._by_request_id(tenant, request_id)) is not None:
+                return existing
+            if not reprocess and (existing := await self._finished(tenant, sha256)) is not None:
+                return existing
+            key = document_key(sha256)
+            async with self._pool.acquire() as connection:
+                known = await connection.fetchval("SELECT 1 FROM documents WHERE sha256 = $1", sha256)
+            if not known:
+                if upload.upload_key:
+                    await self._objects.copy(upload.upload_key, key)
+                else:
+                    await self._objects.put(key, upload.content, content_type="application/pdf")
+            inserted = await self._insert(tenant, request_id, sha256, size, key, filename)
+        finally:
+            if upload.upload_key:
+                await self._objects.delete(upload.upload_key)
+        if inserted is None:  # a concurrent call with the same request_id won the race
+            existing = await self._by_request_id(tenant, request_id)
+            assert existing is not None
             return existing
-        sha256 = hashlib.sha256(content).hexdigest()
-        key = document_key(sha256)
-        async with self._pool.acquire() as connection:
-            known = await connection.fetchval("SELECT 1 FROM documents WHERE sha256 = $1", sha256)
-        if not known:
-            await self._objects.put(key, content, content_type="application/pdf")
+        extraction, _ = await self.get(str(inserted), with_clauses=False)
+        log.info("extraction created", extra={"extraction_id": str(inserted), "size_bytes": size})
+        return Created(extraction, True, key)
+
+    async def _insert(
+        self, tenant: str, request_id: str, sha256: str, size: int, key: str, filename: str
+    ) -> uuid.UUID | None:
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute(
                 "INSERT INTO documents (sha256, size_bytes, object_key) VALUES ($1, $2, $3)"
                 " ON CONFLICT (sha256) DO NOTHING",
                 sha256,
-                len(content),
+                size,
                 key,
             )
-            inserted = await connection.fetchval(
-                "INSERT INTO extractions (id, request_id, document_sha256, filename, state, stage)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id) DO NOTHING RETURNING id",
+            inserted: uuid.UUID | None = await connection.fetchval(
+                "INSERT INTO extractions (id, tenant, request_id, document_sha256, filename, state, stage)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id",
                 uuid.uuid4(),
+                tenant,
                 request_id or None,
                 sha256,
                 filename,
                 pb.STATE_PENDING,
                 pb.STAGE_QUEUED,
             )
-        if inserted is None:  # a concurrent call with the same request_id won the race
-            existing = await self._by_request_id(request_id)
-            assert existing is not None
-            return existing
-        extraction, _ = await self.get(str(inserted), with_clauses=False)
-        log.info("extraction created", extra={"extraction_id": str(inserted), "size_bytes": len(content)})
-        return Created(extraction, True, key)
+        return inserted
 
-    async def _by_request_id(self, request_id: str) -> Created | None:
+    async def _by_request_id(self, tenant: str, request_id: str) -> Created | None:
         async with self._pool.acquire() as connection:
-            row = await connection.fetchrow(_SELECT + " WHERE e.request_id = $1", request_id)
+            row = await connection.fetchrow(_SELECT + " WHERE e.tenant = $1 AND e.request_id = $2", tenant, request_id)
         if row is None:
             return None
         extraction, key = await self.get(str(row["id"]))
         return Created(extraction, False, key)
 
-    async def get(self, extraction_id: str, *, with_clauses: bool = True) -> tuple[pb.Extraction, str]:
-        """The extraction (with clauses once SUCCEEDED) and its document's object key."""
+    async def _finished(self, tenant: str, sha256: str) -> Created | None:
+        """The newest SUCCEEDED extraction of these bytes for this tenant, to reuse instead of redoing."""
+        async with self._pool.acquire() as connection:
+            ident = await connection.fetchval(
+                "SELECT id FROM extractions WHERE tenant = $1 AND document_sha256 = $2 AND state = $3"
+                " ORDER BY create_time DESC LIMIT 1",
+                tenant,
+                sha256,
+                pb.STATE_SUCCEEDED,
+            )
+        if ident is None:
+            return None
+        extraction, key = await self.get(str(ident))
+        return Created(extraction, False, key)
+
+    async def list_page(
+        self, tenant: str, page_size: int, page_token: str, state: int = pb.STATE_UNSPECIFIED
+    ) -> tuple[list[pb.Extraction], str]:
+        """One page of a tenant's extractions, newest first; keyset pagination, stable under inserts."""
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        conditions: list[str] = ["e.tenant = $1"]
+        args: list[object] = [tenant or DEFAULT_TENANT]
+        if state:
+            if state not in pb.State.values():
+                raise InvalidArgument(f"unknown state {state}")
+            args.append(state)
+            conditions.append(f"e.state = ${len(args)}")
+        if page_token:
+            stamp, ident = _parse_page_token(page_token)
+            args += [stamp, ident]
+            conditions.append(f"(e.create_time, e.id) < (${len(args) - 1}, ${len(args)})")
+        query = (
+            _SELECT + " WHERE " + " AND ".join(conditions) + f" ORDER BY e.create_time DESC, e.id DESC LIMIT {size + 1}"
+        )
+        async with self._pool.acquire() as connection:
+            rows = await connection.fetch(query, *args)
+        more = len(rows) > size
+        rows = rows[:size]
+        return [_to_message(row) for row in rows], (_page_token(rows[-1]) if more else "")
+
+    async def get(
+        self, extraction_id: str, *, tenant: str = "", with_clauses: bool = True
+    ) -> tuple[pb.Extraction, str]:
+        """The extraction (with clauses once SUCCEEDED) and its document's object key.
+
+        With `tenant`, another tenant's extraction is NOT_FOUND: its existence is not revealed.
+        """
         ident = parse_id(extraction_id)
         async with self._pool.acquire() as connection:
             row = await connection.fetchrow(_SELECT + " WHERE e.id = $1", ident)
-            if row is None:
+            if row is None or (tenant and row["tenant"] != tenant):
                 raise NotFound(f"extraction {extraction_id} not found")
             clauses = None
             if with_clauses and row["state"] == pb.STATE_SUCCEEDED:
@@ -165,6 +280,24 @@ class ExtractionStore:
                     "SELECT * FROM clauses WHERE extraction_id = $1 ORDER BY ordinal", ident
                 )
         return _to_message(row, clauses), str(row["object_key"])
+
+    async def watch(
+        self, extraction_id: str, tenant: str, changes: ChangeFeed, recheck_seconds: float = 2.0
+    ) -> AsyncIterator[pb.Extraction]:
+        """The extraction now and after every change, until it is terminal."""
+        last = b""
+        async with changes.subscribe(str(parse_id(extraction_id))) as changed:
+            while True:
+                changed.clear()
+                extraction, _ = await self.get(extraction_id, tenant=tenant)
+                snapshot = extraction.SerializeToString(deterministic=True)
+                if snapshot != last:
+                    yield extraction
+                    last = snapshot
+                if extraction.state in TERMINAL_STATES:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), recheck_seconds)
 
     async def update(
         self,
@@ -175,6 +308,7 @@ class ExtractionStore:
         page_count: int = 0,
         char_count: int = 0,
         error: pb.ExtractionError | None = None,
+        progress: pb.Progress | None = None,
     ) -> pb.Extraction:
         """Move to state/stage unless already terminal; a no-op on terminal rows (safe to retry)."""
         ident = parse_id(extraction_id)
@@ -193,6 +327,16 @@ class ExtractionStore:
                 error.message if error is not None and error.code else None,
                 list(TERMINAL_STATES),
             )
+            if sha256 is not None and progress is not None:
+                await connection.execute(
+                    "UPDATE extractions SET pages_parsed = $2, pages_total = $3, chunks_done = $4, chunks_total = $5"
+                    " WHERE id = $1",
+                    ident,
+                    progress.pages_parsed,
+                    progress.pages_total,
+                    progress.chunks_done,
+                    progress.chunks_total,
+                )
             if sha256 is not None and (page_count or char_count):
                 await connection.execute(
                     "UPDATE documents SET page_count = $2, char_count = $3 WHERE sha256 = $1",
@@ -221,6 +365,7 @@ class ExtractionStore:
         result.state = pb.STATE_SUCCEEDED
         result.stage = pb.STAGE_DONE
         result.model = extracted.model
+        result.usage.CopyFrom(extracted.usage)
         result.clauses.extend(extracted.clauses)
         key = result_key(extraction_id)
         await self._objects.put(
@@ -264,12 +409,15 @@ class ExtractionStore:
             )
             await connection.execute(
                 "UPDATE extractions SET state = $2, stage = $3, model = $4, result_key = $5,"
+                " prompt_tokens = $6, completion_tokens = $7,"
                 " error_code = NULL, error_message = NULL, update_time = now() WHERE id = $1",
                 ident,
                 pb.STATE_SUCCEEDED,
                 pb.STAGE_DONE,
                 extracted.model,
                 key,
+                extracted.usage.prompt_tokens,
+                extracted.usage.completion_tokens,
             )
         log.info("extraction completed", extra={"extraction_id": extraction_id, "clauses": len(records)})
         return len(records), key

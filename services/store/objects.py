@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 * MiB
 # S3 multipart parts must be >= 5 MiB (but the last); larger objects are uploaded in parts of this size.
 PART_BYTES = 8 * MiB
-_KEY_PATTERN = re.compile(r"^(documents|extractions|results)/[A-Za-z0-9._/-]{1,900}$")
+_KEY_PATTERN = re.compile(r"^(documents|extractions|results|uploads)/[A-Za-z0-9._/-]{1,900}$")
 
 
 def check_key(key: str) -> str:
@@ -122,6 +122,15 @@ class ObjectStore:
                 with contextlib.suppress(Exception):
                     await self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
+
+    async def copy(self, source: str, target: str) -> None:
+        """Server-side copy (up to 5 GiB in one request, far above any upload limit)."""
+        await self._client.copy_object(
+            Bucket=self.bucket, Key=check_key(target), CopySource={"Bucket": self.bucket, "Key": check_key(source)}
+        )
+
+    async def delete(self, key: str) -> None:
+        await self._client.delete_object(Bucket=self.bucket, Key=check_key(key))
 
     async def get(self, key: str) -> bytes:
         return b"".join([chunk async for chunk in self.stream(key)])

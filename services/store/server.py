@@ -8,21 +8,34 @@ import grpc
 
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from services.common.errors import InvalidArgument
-from services.store.extractions import ExtractionStore
+from services.store.changes import ChangeFeed
+from services.store.extractions import ExtractionStore, Upload
 from services.store.objects import ObjectStore
 
 Context = grpc.aio.ServicerContext
 
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    def __init__(self, extractions: ExtractionStore, objects: ObjectStore) -> None:
+    def __init__(self, extractions: ExtractionStore, objects: ObjectStore, changes: ChangeFeed) -> None:
         self._extractions = extractions
         self._objects = objects
+        self._changes = changes
 
     async def CreateExtraction(
         self, request: store_pb2.CreateExtractionRequest, context: Context[object, object]
     ) -> store_pb2.CreateExtractionResponse:
-        created = await self._extractions.create(request.content, request.filename, request.request_id)
+        created = await self._extractions.create(
+            Upload(
+                content=request.content,
+                upload_key=request.upload_key,
+                sha256=request.upload_sha256,
+                size_bytes=request.upload_size_bytes,
+            ),
+            request.filename,
+            request.request_id,
+            tenant=request.tenant,
+            reprocess=request.reprocess,
+        )
         return store_pb2.CreateExtractionResponse(
             extraction=created.extraction, created=created.created, document_key=created.document_key
         )
@@ -30,8 +43,22 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def GetExtraction(
         self, request: store_pb2.GetExtractionRequest, context: Context[object, object]
     ) -> store_pb2.GetExtractionResponse:
-        extraction, key = await self._extractions.get(request.id)
+        extraction, key = await self._extractions.get(request.id, tenant=request.tenant)
         return store_pb2.GetExtractionResponse(extraction=extraction, document_key=key)
+
+    async def ListExtractions(
+        self, request: store_pb2.ListExtractionsRequest, context: Context[object, object]
+    ) -> store_pb2.ListExtractionsResponse:
+        extractions, token = await self._extractions.list_page(
+            request.tenant, request.page_size, request.page_token, request.state
+        )
+        return store_pb2.ListExtractionsResponse(extractions=extractions, next_page_token=token)
+
+    async def WatchExtraction(
+        self, request: store_pb2.WatchExtractionRequest, context: Context[object, object]
+    ) -> AsyncIterator[store_pb2.WatchExtractionResponse]:
+        async for extraction in self._extractions.watch(request.id, request.tenant, self._changes):
+            yield store_pb2.WatchExtractionResponse(extraction=extraction)
 
     async def UpdateExtraction(
         self, request: store_pb2.UpdateExtractionRequest, context: Context[object, object]
@@ -43,6 +70,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             page_count=request.page_count,
             char_count=request.char_count,
             error=request.error if request.HasField("error") else None,
+            progress=request.progress if request.HasField("progress") else None,
         )
         return store_pb2.UpdateExtractionResponse(extraction=extraction)
 

@@ -97,6 +97,7 @@ class CreateExtractionRequest(_message.Message):
     CONTENT_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
     content: _builtins.bytes
     """The PDF file, at most 32 MiB."""
     filename: _builtins.str
@@ -105,20 +106,208 @@ class CreateExtractionRequest(_message.Message):
     """Idempotency key (AIP-155): a retry with the same request_id returns the first call's Extraction.
     Any string of at most 128 characters; a UUID is recommended.
     """
+    @_builtins.property
+    def options(self) -> Global___ExtractionOptions: ...
     def __init__(
         self,
         *,
         content: _builtins.bytes = ...,
         filename: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        options: Global___ExtractionOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "filename", b"filename", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "filename", b"filename", "options", b"options", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateExtractionRequest: _TypeAlias = CreateExtractionRequest  # noqa: Y015
+
+@_typing.final
+class ExtractionOptions(_message.Message):
+    """How to process an upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPROCESS_FIELD_NUMBER: _builtins.int
+    reprocess: _builtins.bool
+    """Extract again even if the same PDF bytes were already extracted for this tenant; by default the
+    finished extraction of identical bytes is returned instead of doing the work twice.
+    """
+    def __init__(
+        self,
+        *,
+        reprocess: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reprocess", b"reprocess"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExtractionOptions: _TypeAlias = ExtractionOptions  # noqa: Y015
+
+@_typing.final
+class UploadExtractionRequest(_message.Message):
+    """One message of an UploadExtraction stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """Following messages: consecutive pieces of the PDF (any size up to 4 MiB each)."""
+    @_builtins.property
+    def metadata(self) -> Global___UploadMetadata:
+        """First message only."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___UploadMetadata | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___UploadExtractionRequest: _TypeAlias = UploadExtractionRequest  # noqa: Y015
+
+@_typing.final
+class UploadMetadata(_message.Message):
+    """What the first UploadExtraction message says about the file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), as in CreateExtractionRequest."""
+    size_bytes: _builtins.int
+    """The file's size in bytes if known; lets the server refuse an oversized upload before it starts."""
+    @_builtins.property
+    def options(self) -> Global___ExtractionOptions: ...
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        options: Global___ExtractionOptions | None = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "options", b"options", "request_id", b"request_id", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadMetadata: _TypeAlias = UploadMetadata  # noqa: Y015
+
+@_typing.final
+class WatchExtractionRequest(_message.Message):
+    """Request for WatchExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExtractionRequest: _TypeAlias = WatchExtractionRequest  # noqa: Y015
+
+@_typing.final
+class ListExtractionsRequest(_message.Message):
+    """Request for ListExtractions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many (default 50, at most 500)."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; opaque."""
+    state: Global___State.ValueType
+    """Only extractions in this state; STATE_UNSPECIFIED for all."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        state: Global___State.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExtractionsRequest: _TypeAlias = ListExtractionsRequest  # noqa: Y015
+
+@_typing.final
+class ListExtractionsResponse(_message.Message):
+    """Response for ListExtractions. Clauses are not included; GetExtraction returns them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXTRACTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def extractions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Extraction]: ...
+    def __init__(
+        self,
+        *,
+        extractions: _abc.Iterable[Global___Extraction] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extractions", b"extractions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExtractionsResponse: _TypeAlias = ListExtractionsResponse  # noqa: Y015
+
+@_typing.final
+class CancelExtractionRequest(_message.Message):
+    """Request for CancelExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelExtractionRequest: _TypeAlias = CancelExtractionRequest  # noqa: Y015
 
 @_typing.final
 class GetExtractionRequest(_message.Message):
@@ -158,6 +347,8 @@ class Extraction(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     state: Global___State.ValueType
@@ -182,6 +373,14 @@ class Extraction(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def progress(self) -> Global___Progress:
+        """How far the pipeline has got."""
+
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """Tokens spent by an LLM backend (zero for the embedded model)."""
+
     def __init__(
         self,
         *,
@@ -195,14 +394,70 @@ class Extraction(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         request_id: _builtins.str = ...,
         model: _builtins.str = ...,
+        progress: Global___Progress | None = ...,
+        usage: Global___Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "document", b"document", "error", b"error", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "document", b"document", "error", b"error", "progress", b"progress", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clauses", b"clauses", "create_time", b"create_time", "document", b"document", "error", b"error", "id", b"id", "model", b"model", "request_id", b"request_id", "stage", b"stage", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clauses", b"clauses", "create_time", b"create_time", "document", b"document", "error", b"error", "id", b"id", "model", b"model", "progress", b"progress", "request_id", b"request_id", "stage", b"stage", "state", b"state", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Extraction: _TypeAlias = Extraction  # noqa: Y015
+
+@_typing.final
+class Progress(_message.Message):
+    """Pipeline progress, for progress bars."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGES_PARSED_FIELD_NUMBER: _builtins.int
+    PAGES_TOTAL_FIELD_NUMBER: _builtins.int
+    CHUNKS_DONE_FIELD_NUMBER: _builtins.int
+    CHUNKS_TOTAL_FIELD_NUMBER: _builtins.int
+    pages_parsed: _builtins.int
+    pages_total: _builtins.int
+    chunks_done: _builtins.int
+    chunks_total: _builtins.int
+    def __init__(
+        self,
+        *,
+        pages_parsed: _builtins.int = ...,
+        pages_total: _builtins.int = ...,
+        chunks_done: _builtins.int = ...,
+        chunks_total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks_done", b"chunks_done", "chunks_total", b"chunks_total", "pages_parsed", b"pages_parsed", "pages_total", b"pages_total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Progress: _TypeAlias = Progress  # noqa: Y015
+
+@_typing.final
+class Usage(_message.Message):
+    """Token usage of one extraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    def __init__(
+        self,
+        *,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Usage: _TypeAlias = Usage  # noqa: Y015
 
 @_typing.final
 class Document(_message.Message):

@@ -49,6 +49,26 @@ class ExtractionServiceStub:
                 request_serializer=contracts_dot_v1_dot_extraction__pb2.GetExtractionRequest.SerializeToString,
                 response_deserializer=contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
                 _registered_method=True)
+        self.UploadExtraction = channel.stream_unary(
+                '/contracts.v1.ExtractionService/UploadExtraction',
+                request_serializer=contracts_dot_v1_dot_extraction__pb2.UploadExtractionRequest.SerializeToString,
+                response_deserializer=contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
+                _registered_method=True)
+        self.WatchExtraction = channel.unary_stream(
+                '/contracts.v1.ExtractionService/WatchExtraction',
+                request_serializer=contracts_dot_v1_dot_extraction__pb2.WatchExtractionRequest.SerializeToString,
+                response_deserializer=contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
+                _registered_method=True)
+        self.ListExtractions = channel.unary_unary(
+                '/contracts.v1.ExtractionService/ListExtractions',
+                request_serializer=contracts_dot_v1_dot_extraction__pb2.ListExtractionsRequest.SerializeToString,
+                response_deserializer=contracts_dot_v1_dot_extraction__pb2.ListExtractionsResponse.FromString,
+                _registered_method=True)
+        self.CancelExtraction = channel.unary_unary(
+                '/contracts.v1.ExtractionService/CancelExtraction',
+                request_serializer=contracts_dot_v1_dot_extraction__pb2.CancelExtractionRequest.SerializeToString,
+                response_deserializer=contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
+                _registered_method=True)
 
 
 class ExtractionServiceServicer:
@@ -76,6 +96,38 @@ class ExtractionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadExtraction(self, request_iterator, context):
+        """Streams a PDF of up to 512 MiB: the first message carries metadata, the following ones chunks.
+        The file goes to object storage as it arrives, never whole into memory. RESOURCE_EXHAUSTED above
+        the limit, with nothing left behind.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchExtraction(self, request, context):
+        """Sends the extraction at once, then every change (state, stage, progress), and ends after a
+        terminal state. Safe to reconnect: state lives in the database, not in a gateway's memory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExtractions(self, request, context):
+        """Lists the caller's extractions, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelExtraction(self, request, context):
+        """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
+        finished extraction is returned unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExtractionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -87,6 +139,26 @@ def add_ExtractionServiceServicer_to_server(servicer, server):
             'GetExtraction': grpc.unary_unary_rpc_method_handler(
                     servicer.GetExtraction,
                     request_deserializer=contracts_dot_v1_dot_extraction__pb2.GetExtractionRequest.FromString,
+                    response_serializer=contracts_dot_v1_dot_extraction__pb2.Extraction.SerializeToString,
+            ),
+            'UploadExtraction': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadExtraction,
+                    request_deserializer=contracts_dot_v1_dot_extraction__pb2.UploadExtractionRequest.FromString,
+                    response_serializer=contracts_dot_v1_dot_extraction__pb2.Extraction.SerializeToString,
+            ),
+            'WatchExtraction': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExtraction,
+                    request_deserializer=contracts_dot_v1_dot_extraction__pb2.WatchExtractionRequest.FromString,
+                    response_serializer=contracts_dot_v1_dot_extraction__pb2.Extraction.SerializeToString,
+            ),
+            'ListExtractions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExtractions,
+                    request_deserializer=contracts_dot_v1_dot_extraction__pb2.ListExtractionsRequest.FromString,
+                    response_serializer=contracts_dot_v1_dot_extraction__pb2.ListExtractionsResponse.SerializeToString,
+            ),
+            'CancelExtraction': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelExtraction,
+                    request_deserializer=contracts_dot_v1_dot_extraction__pb2.CancelExtractionRequest.FromString,
                     response_serializer=contracts_dot_v1_dot_extraction__pb2.Extraction.SerializeToString,
             ),
     }
@@ -148,6 +220,114 @@ class ExtractionService:
             target,
             '/contracts.v1.ExtractionService/GetExtraction',
             contracts_dot_v1_dot_extraction__pb2.GetExtractionRequest.SerializeToString,
+            contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadExtraction(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/contracts.v1.ExtractionService/UploadExtraction',
+            contracts_dot_v1_dot_extraction__pb2.UploadExtractionRequest.SerializeToString,
+            contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExtraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/contracts.v1.ExtractionService/WatchExtraction',
+            contracts_dot_v1_dot_extraction__pb2.WatchExtractionRequest.SerializeToString,
+            contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExtractions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.v1.ExtractionService/ListExtractions',
+            contracts_dot_v1_dot_extraction__pb2.ListExtractionsRequest.SerializeToString,
+            contracts_dot_v1_dot_extraction__pb2.ListExtractionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelExtraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.v1.ExtractionService/CancelExtraction',
+            contracts_dot_v1_dot_extraction__pb2.CancelExtractionRequest.SerializeToString,
             contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
             options,
             channel_credentials,

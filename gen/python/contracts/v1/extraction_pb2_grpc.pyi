@@ -46,6 +46,21 @@ class ExtractionServiceStub:
     """
     GetExtraction: _grpc.UnaryUnaryMultiCallable[_extraction_pb2.GetExtractionRequest, _extraction_pb2.Extraction]
     """Returns an extraction with its clauses once it has SUCCEEDED. NOT_FOUND for an unknown id."""
+    UploadExtraction: _grpc.StreamUnaryMultiCallable[_extraction_pb2.UploadExtractionRequest, _extraction_pb2.Extraction]
+    """Streams a PDF of up to 512 MiB: the first message carries metadata, the following ones chunks.
+    The file goes to object storage as it arrives, never whole into memory. RESOURCE_EXHAUSTED above
+    the limit, with nothing left behind.
+    """
+    WatchExtraction: _grpc.UnaryStreamMultiCallable[_extraction_pb2.WatchExtractionRequest, _extraction_pb2.Extraction]
+    """Sends the extraction at once, then every change (state, stage, progress), and ends after a
+    terminal state. Safe to reconnect: state lives in the database, not in a gateway's memory.
+    """
+    ListExtractions: _grpc.UnaryUnaryMultiCallable[_extraction_pb2.ListExtractionsRequest, _extraction_pb2.ListExtractionsResponse]
+    """Lists the caller's extractions, newest first."""
+    CancelExtraction: _grpc.UnaryUnaryMultiCallable[_extraction_pb2.CancelExtractionRequest, _extraction_pb2.Extraction]
+    """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
+    finished extraction is returned unchanged.
+    """
 
 @_typing.type_check_only
 class ExtractionServiceAsyncStub(ExtractionServiceStub):
@@ -65,6 +80,21 @@ class ExtractionServiceAsyncStub(ExtractionServiceStub):
     """
     GetExtraction: _aio.UnaryUnaryMultiCallable[_extraction_pb2.GetExtractionRequest, _extraction_pb2.Extraction]  # type: ignore[assignment]
     """Returns an extraction with its clauses once it has SUCCEEDED. NOT_FOUND for an unknown id."""
+    UploadExtraction: _aio.StreamUnaryMultiCallable[_extraction_pb2.UploadExtractionRequest, _extraction_pb2.Extraction]  # type: ignore[assignment]
+    """Streams a PDF of up to 512 MiB: the first message carries metadata, the following ones chunks.
+    The file goes to object storage as it arrives, never whole into memory. RESOURCE_EXHAUSTED above
+    the limit, with nothing left behind.
+    """
+    WatchExtraction: _aio.UnaryStreamMultiCallable[_extraction_pb2.WatchExtractionRequest, _extraction_pb2.Extraction]  # type: ignore[assignment]
+    """Sends the extraction at once, then every change (state, stage, progress), and ends after a
+    terminal state. Safe to reconnect: state lives in the database, not in a gateway's memory.
+    """
+    ListExtractions: _aio.UnaryUnaryMultiCallable[_extraction_pb2.ListExtractionsRequest, _extraction_pb2.ListExtractionsResponse]  # type: ignore[assignment]
+    """Lists the caller's extractions, newest first."""
+    CancelExtraction: _aio.UnaryUnaryMultiCallable[_extraction_pb2.CancelExtractionRequest, _extraction_pb2.Extraction]  # type: ignore[assignment]
+    """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
+    finished extraction is returned unchanged.
+    """
 
 class ExtractionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExtractionService is the public API: upload a PDF contract, get back its clauses.
@@ -93,5 +123,44 @@ class ExtractionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_extraction_pb2.Extraction, _abc.Awaitable[_extraction_pb2.Extraction]]:
         """Returns an extraction with its clauses once it has SUCCEEDED. NOT_FOUND for an unknown id."""
+
+    @_abc_1.abstractmethod
+    def UploadExtraction(
+        self,
+        request_iterator: _MaybeAsyncIterator[_extraction_pb2.UploadExtractionRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_extraction_pb2.Extraction, _abc.Awaitable[_extraction_pb2.Extraction]]:
+        """Streams a PDF of up to 512 MiB: the first message carries metadata, the following ones chunks.
+        The file goes to object storage as it arrives, never whole into memory. RESOURCE_EXHAUSTED above
+        the limit, with nothing left behind.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchExtraction(
+        self,
+        request: _extraction_pb2.WatchExtractionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_extraction_pb2.Extraction], _abc.AsyncIterator[_extraction_pb2.Extraction]]:
+        """Sends the extraction at once, then every change (state, stage, progress), and ends after a
+        terminal state. Safe to reconnect: state lives in the database, not in a gateway's memory.
+        """
+
+    @_abc_1.abstractmethod
+    def ListExtractions(
+        self,
+        request: _extraction_pb2.ListExtractionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_extraction_pb2.ListExtractionsResponse, _abc.Awaitable[_extraction_pb2.ListExtractionsResponse]]:
+        """Lists the caller's extractions, newest first."""
+
+    @_abc_1.abstractmethod
+    def CancelExtraction(
+        self,
+        request: _extraction_pb2.CancelExtractionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_extraction_pb2.Extraction, _abc.Awaitable[_extraction_pb2.Extraction]]:
+        """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
+        finished extraction is returned unchanged.
+        """
 
 def add_ExtractionServiceServicer_to_server(servicer: ExtractionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -53,18 +53,26 @@ class ExtractClausesResponse(_message.Message):
 
     CLAUSE_COUNT_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    DROPPED_QUOTES_FIELD_NUMBER: _builtins.int
     clause_count: _builtins.int
     model: _builtins.str
     """The backend and model version that produced the clauses."""
+    dropped_quotes: _builtins.int
+    """Quotes an LLM returned that do not occur in the document (dropped, never stored)."""
+    @_builtins.property
+    def usage(self) -> _extraction_pb2.Usage: ...
     def __init__(
         self,
         *,
         clause_count: _builtins.int = ...,
         model: _builtins.str = ...,
+        usage: _extraction_pb2.Usage | None = ...,
+        dropped_quotes: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clause_count", b"clause_count", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clause_count", b"clause_count", "dropped_quotes", b"dropped_quotes", "model", b"model", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -78,18 +86,22 @@ class ExtractedClauses(_message.Message):
 
     CLAUSES_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     @_builtins.property
     def clauses(self) -> _containers.RepeatedCompositeFieldContainer[_extraction_pb2.Clause]: ...
+    @_builtins.property
+    def usage(self) -> _extraction_pb2.Usage: ...
     def __init__(
         self,
         *,
         clauses: _abc.Iterable[_extraction_pb2.Clause] | None = ...,
         model: _builtins.str = ...,
+        usage: _extraction_pb2.Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clauses", b"clauses", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clauses", b"clauses", "model", b"model", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

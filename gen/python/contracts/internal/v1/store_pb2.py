@@ -25,37 +25,45 @@ _sym_db = _symbol_database.Default()
 from contracts.v1 import extraction_pb2 as contracts_dot_v1_dot_extraction__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!contracts/internal/v1/store.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\"P\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"o\n\x18\x43reateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x14\n\x0c\x64ocument_key\x18\x03 \x01(\t\"\"\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"[\n\x15GetExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x14\n\x0c\x64ocument_key\x18\x02 \x01(\t\"\xc3\x01\n\x17UpdateExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\"H\n\x18UpdateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"<\n\x19\x43ompleteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lauses_key\x18\x02 \x01(\t\"F\n\x1a\x43ompleteExtractionResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\x12\n\nresult_key\x18\x02 \x01(\t\" \n\x11ReadObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\"\n\x12ReadObjectResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"/\n\x12WriteObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"6\n\x13WriteObjectResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x32\xac\x05\n\x0cStoreService\x12s\n\x10\x43reateExtraction\x12..contracts.internal.v1.CreateExtractionRequest\x1a/.contracts.internal.v1.CreateExtractionResponse\x12j\n\rGetExtraction\x12+.contracts.internal.v1.GetExtractionRequest\x1a,.contracts.internal.v1.GetExtractionResponse\x12s\n\x10UpdateExtraction\x12..contracts.internal.v1.UpdateExtractionRequest\x1a/.contracts.internal.v1.UpdateExtractionResponse\x12y\n\x12\x43ompleteExtraction\x12\x30.contracts.internal.v1.CompleteExtractionRequest\x1a\x31.contracts.internal.v1.CompleteExtractionResponse\x12\x63\n\nReadObject\x12(.contracts.internal.v1.ReadObjectRequest\x1a).contracts.internal.v1.ReadObjectResponse0\x01\x12\x66\n\x0bWriteObject\x12).contracts.internal.v1.WriteObjectRequest\x1a*.contracts.internal.v1.WriteObjectResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!contracts/internal/v1/store.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\"\xb9\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x11\n\treprocess\x18\x05 \x01(\x08\x12\x12\n\nupload_key\x18\x06 \x01(\t\x12\x15\n\rupload_sha256\x18\x07 \x01(\t\x12\x19\n\x11upload_size_bytes\x18\x08 \x01(\x03\"o\n\x18\x43reateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x14\n\x0c\x64ocument_key\x18\x03 \x01(\t\"2\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"s\n\x16ListExtractionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"G\n\x17WatchExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"[\n\x15GetExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x14\n\x0c\x64ocument_key\x18\x02 \x01(\t\"\xed\x01\n\x17UpdateExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12(\n\x08progress\x18\x07 \x01(\x0b\x32\x16.contracts.v1.Progress\"H\n\x18UpdateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"<\n\x19\x43ompleteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lauses_key\x18\x02 \x01(\t\"F\n\x1a\x43ompleteExtractionResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\x12\n\nresult_key\x18\x02 \x01(\t\" \n\x11ReadObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\"\n\x12ReadObjectResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"/\n\x12WriteObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"6\n\x13WriteObjectResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x32\x92\x07\n\x0cStoreService\x12s\n\x10\x43reateExtraction\x12..contracts.internal.v1.CreateExtractionRequest\x1a/.contracts.internal.v1.CreateExtractionResponse\x12j\n\rGetExtraction\x12+.contracts.internal.v1.GetExtractionRequest\x1a,.contracts.internal.v1.GetExtractionResponse\x12p\n\x0fListExtractions\x12-.contracts.internal.v1.ListExtractionsRequest\x1a..contracts.internal.v1.ListExtractionsResponse\x12r\n\x0fWatchExtraction\x12-.contracts.internal.v1.WatchExtractionRequest\x1a..contracts.internal.v1.WatchExtractionResponse0\x01\x12s\n\x10UpdateExtraction\x12..contracts.internal.v1.UpdateExtractionRequest\x1a/.contracts.internal.v1.UpdateExtractionResponse\x12y\n\x12\x43ompleteExtraction\x12\x30.contracts.internal.v1.CompleteExtractionRequest\x1a\x31.contracts.internal.v1.CompleteExtractionResponse\x12\x63\n\nReadObject\x12(.contracts.internal.v1.ReadObjectRequest\x1a).contracts.internal.v1.ReadObjectResponse0\x01\x12\x66\n\x0bWriteObject\x12).contracts.internal.v1.WriteObjectRequest\x1a*.contracts.internal.v1.WriteObjectResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'contracts.internal.v1.store_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=91
-  _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=171
-  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_start=173
-  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_end=284
-  _globals['_GETEXTRACTIONREQUEST']._serialized_start=286
-  _globals['_GETEXTRACTIONREQUEST']._serialized_end=320
-  _globals['_GETEXTRACTIONRESPONSE']._serialized_start=322
-  _globals['_GETEXTRACTIONRESPONSE']._serialized_end=413
-  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_start=416
-  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_end=611
-  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_start=613
-  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_end=685
-  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_start=687
-  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_end=747
-  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_start=749
-  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_end=819
-  _globals['_READOBJECTREQUEST']._serialized_start=821
-  _globals['_READOBJECTREQUEST']._serialized_end=853
-  _globals['_READOBJECTRESPONSE']._serialized_start=855
-  _globals['_READOBJECTRESPONSE']._serialized_end=889
-  _globals['_WRITEOBJECTREQUEST']._serialized_start=891
-  _globals['_WRITEOBJECTREQUEST']._serialized_end=938
-  _globals['_WRITEOBJECTRESPONSE']._serialized_start=940
-  _globals['_WRITEOBJECTRESPONSE']._serialized_end=994
-  _globals['_STORESERVICE']._serialized_start=997
-  _globals['_STORESERVICE']._serialized_end=1681
+  _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=92
+  _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=277
+  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_start=279
+  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_end=390
+  _globals['_GETEXTRACTIONREQUEST']._serialized_start=392
+  _globals['_GETEXTRACTIONREQUEST']._serialized_end=442
+  _globals['_LISTEXTRACTIONSREQUEST']._serialized_start=444
+  _globals['_LISTEXTRACTIONSREQUEST']._serialized_end=559
+  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_start=561
+  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_end=658
+  _globals['_WATCHEXTRACTIONREQUEST']._serialized_start=660
+  _globals['_WATCHEXTRACTIONREQUEST']._serialized_end=712
+  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_start=714
+  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_end=785
+  _globals['_GETEXTRACTIONRESPONSE']._serialized_start=787
+  _globals['_GETEXTRACTIONRESPONSE']._serialized_end=878
+  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_start=881
+  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_end=1118
+  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_start=1120
+  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_end=1192
+  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_start=1194
+  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_end=1254
+  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_start=1256
+  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_end=1326
+  _globals['_READOBJECTREQUEST']._serialized_start=1328
+  _globals['_READOBJECTREQUEST']._serialized_end=1360
+  _globals['_READOBJECTRESPONSE']._serialized_start=1362
+  _globals['_READOBJECTRESPONSE']._serialized_end=1396
+  _globals['_WRITEOBJECTREQUEST']._serialized_start=1398
+  _globals['_WRITEOBJECTREQUEST']._serialized_end=1445
+  _globals['_WRITEOBJECTRESPONSE']._serialized_start=1447
+  _globals['_WRITEOBJECTRESPONSE']._serialized_end=1501
+  _globals['_STORESERVICE']._serialized_start=1504
+  _globals['_STORESERVICE']._serialized_end=2418
 # @@protoc_insertion_point(module_scope)

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from contracts.v1 import extraction_pb2 as _extraction_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,26 +21,46 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class CreateExtractionRequest(_message.Message):
-    """Request for CreateExtraction."""
+    """Request for CreateExtraction: either the PDF bytes or an uploaded object."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTENT_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    REPROCESS_FIELD_NUMBER: _builtins.int
+    UPLOAD_KEY_FIELD_NUMBER: _builtins.int
+    UPLOAD_SHA256_FIELD_NUMBER: _builtins.int
+    UPLOAD_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     content: _builtins.bytes
     filename: _builtins.str
     request_id: _builtins.str
+    tenant: _builtins.str
+    """The owner of the extraction."""
+    reprocess: _builtins.bool
+    """Do the work again even if these bytes were extracted before for this tenant."""
+    upload_key: _builtins.str
+    """Instead of content: an object under uploads/ written with WriteObject, with its SHA-256 and size
+    as the uploader computed them. The store moves it into place or deletes it.
+    """
+    upload_sha256: _builtins.str
+    upload_size_bytes: _builtins.int
     def __init__(
         self,
         *,
         content: _builtins.bytes = ...,
         filename: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        reprocess: _builtins.bool = ...,
+        upload_key: _builtins.str = ...,
+        upload_sha256: _builtins.str = ...,
+        upload_size_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "filename", b"filename", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "filename", b"filename", "reprocess", b"reprocess", "request_id", b"request_id", "tenant", b"tenant", "upload_key", b"upload_key", "upload_sha256", b"upload_sha256", "upload_size_bytes", b"upload_size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -81,19 +103,124 @@ class GetExtractionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    tenant: _builtins.str
+    """When set, another tenant's extraction is NOT_FOUND."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetExtractionRequest: _TypeAlias = GetExtractionRequest  # noqa: Y015
+
+@_typing.final
+class ListExtractionsRequest(_message.Message):
+    """Request for ListExtractions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    state: _extraction_pb2.State.ValueType
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        state: _extraction_pb2.State.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExtractionsRequest: _TypeAlias = ListExtractionsRequest  # noqa: Y015
+
+@_typing.final
+class ListExtractionsResponse(_message.Message):
+    """Response for ListExtractions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXTRACTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def extractions(self) -> _containers.RepeatedCompositeFieldContainer[_extraction_pb2.Extraction]: ...
+    def __init__(
+        self,
+        *,
+        extractions: _abc.Iterable[_extraction_pb2.Extraction] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extractions", b"extractions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExtractionsResponse: _TypeAlias = ListExtractionsResponse  # noqa: Y015
+
+@_typing.final
+class WatchExtractionRequest(_message.Message):
+    """Request for WatchExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    tenant: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExtractionRequest: _TypeAlias = WatchExtractionRequest  # noqa: Y015
+
+@_typing.final
+class WatchExtractionResponse(_message.Message):
+    """One update of a WatchExtraction stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXTRACTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def extraction(self) -> _extraction_pb2.Extraction: ...
+    def __init__(
+        self,
+        *,
+        extraction: _extraction_pb2.Extraction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["extraction", b"extraction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extraction", b"extraction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExtractionResponse: _TypeAlias = WatchExtractionResponse  # noqa: Y015
 
 @_typing.final
 class GetExtractionResponse(_message.Message):
@@ -133,6 +260,7 @@ class UpdateExtractionRequest(_message.Message):
     PAGE_COUNT_FIELD_NUMBER: _builtins.int
     CHAR_COUNT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: _extraction_pb2.State.ValueType
     stage: _extraction_pb2.Stage.ValueType
@@ -143,6 +271,10 @@ class UpdateExtractionRequest(_message.Message):
     def error(self) -> _extraction_pb2.ExtractionError:
         """Set with STATE_FAILED."""
 
+    @_builtins.property
+    def progress(self) -> _extraction_pb2.Progress:
+        """When set, replaces the stored progress."""
+
     def __init__(
         self,
         *,
@@ -152,10 +284,11 @@ class UpdateExtractionRequest(_message.Message):
         page_count: _builtins.int = ...,
         char_count: _builtins.int = ...,
         error: _extraction_pb2.ExtractionError | None = ...,
+        progress: _extraction_pb2.Progress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "progress", b"progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["char_count", b"char_count", "error", b"error", "id", b"id", "page_count", b"page_count", "stage", b"stage", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["char_count", b"char_count", "error", b"error", "id", b"id", "page_count", b"page_count", "progress", b"progress", "stage", b"stage", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

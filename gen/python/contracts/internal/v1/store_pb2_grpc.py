@@ -46,6 +46,16 @@ class StoreServiceStub:
                 request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.GetExtractionRequest.SerializeToString,
                 response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.GetExtractionResponse.FromString,
                 _registered_method=True)
+        self.ListExtractions = channel.unary_unary(
+                '/contracts.internal.v1.StoreService/ListExtractions',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.ListExtractionsRequest.SerializeToString,
+                response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.ListExtractionsResponse.FromString,
+                _registered_method=True)
+        self.WatchExtraction = channel.unary_stream(
+                '/contracts.internal.v1.StoreService/WatchExtraction',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.WatchExtractionRequest.SerializeToString,
+                response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.WatchExtractionResponse.FromString,
+                _registered_method=True)
         self.UpdateExtraction = channel.unary_unary(
                 '/contracts.internal.v1.StoreService/UpdateExtraction',
                 request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.UpdateExtractionRequest.SerializeToString,
@@ -82,7 +92,22 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetExtraction(self, request, context):
-        """Returns one extraction with its clauses. NOT_FOUND for an unknown id.
+        """Returns one extraction with its clauses. NOT_FOUND for an unknown id (or another tenant's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExtractions(self, request, context):
+        """Lists a tenant's extractions, newest first, with keyset pagination.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchExtraction(self, request, context):
+        """Streams the extraction now and after every change until it is terminal (PostgreSQL
+        LISTEN/NOTIFY, so changes made through any store replica are seen).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,6 +155,16 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.GetExtraction,
                     request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.GetExtractionRequest.FromString,
                     response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.GetExtractionResponse.SerializeToString,
+            ),
+            'ListExtractions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExtractions,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.ListExtractionsRequest.FromString,
+                    response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.ListExtractionsResponse.SerializeToString,
+            ),
+            'WatchExtraction': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExtraction,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.WatchExtractionRequest.FromString,
+                    response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.WatchExtractionResponse.SerializeToString,
             ),
             'UpdateExtraction': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateExtraction,
@@ -208,6 +243,60 @@ class StoreService:
             '/contracts.internal.v1.StoreService/GetExtraction',
             contracts_dot_internal_dot_v1_dot_store__pb2.GetExtractionRequest.SerializeToString,
             contracts_dot_internal_dot_v1_dot_store__pb2.GetExtractionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExtractions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/ListExtractions',
+            contracts_dot_internal_dot_v1_dot_store__pb2.ListExtractionsRequest.SerializeToString,
+            contracts_dot_internal_dot_v1_dot_store__pb2.ListExtractionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExtraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/WatchExtraction',
+            contracts_dot_internal_dot_v1_dot_store__pb2.WatchExtractionRequest.SerializeToString,
+            contracts_dot_internal_dot_v1_dot_store__pb2.WatchExtractionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,7 +40,13 @@ class StoreServiceStub:
     request_id (created = false).
     """
     GetExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.GetExtractionRequest, _store_pb2.GetExtractionResponse]
-    """Returns one extraction with its clauses. NOT_FOUND for an unknown id."""
+    """Returns one extraction with its clauses. NOT_FOUND for an unknown id (or another tenant's)."""
+    ListExtractions: _grpc.UnaryUnaryMultiCallable[_store_pb2.ListExtractionsRequest, _store_pb2.ListExtractionsResponse]
+    """Lists a tenant's extractions, newest first, with keyset pagination."""
+    WatchExtraction: _grpc.UnaryStreamMultiCallable[_store_pb2.WatchExtractionRequest, _store_pb2.WatchExtractionResponse]
+    """Streams the extraction now and after every change until it is terminal (PostgreSQL
+    LISTEN/NOTIFY, so changes made through any store replica are seen).
+    """
     UpdateExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.UpdateExtractionRequest, _store_pb2.UpdateExtractionResponse]
     """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
     retry).
@@ -66,7 +72,13 @@ class StoreServiceAsyncStub(StoreServiceStub):
     request_id (created = false).
     """
     GetExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.GetExtractionRequest, _store_pb2.GetExtractionResponse]  # type: ignore[assignment]
-    """Returns one extraction with its clauses. NOT_FOUND for an unknown id."""
+    """Returns one extraction with its clauses. NOT_FOUND for an unknown id (or another tenant's)."""
+    ListExtractions: _aio.UnaryUnaryMultiCallable[_store_pb2.ListExtractionsRequest, _store_pb2.ListExtractionsResponse]  # type: ignore[assignment]
+    """Lists a tenant's extractions, newest first, with keyset pagination."""
+    WatchExtraction: _aio.UnaryStreamMultiCallable[_store_pb2.WatchExtractionRequest, _store_pb2.WatchExtractionResponse]  # type: ignore[assignment]
+    """Streams the extraction now and after every change until it is terminal (PostgreSQL
+    LISTEN/NOTIFY, so changes made through any store replica are seen).
+    """
     UpdateExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.UpdateExtractionRequest, _store_pb2.UpdateExtractionResponse]  # type: ignore[assignment]
     """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
     retry).
@@ -101,7 +113,25 @@ class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _store_pb2.GetExtractionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.GetExtractionResponse, _abc.Awaitable[_store_pb2.GetExtractionResponse]]:
-        """Returns one extraction with its clauses. NOT_FOUND for an unknown id."""
+        """Returns one extraction with its clauses. NOT_FOUND for an unknown id (or another tenant's)."""
+
+    @_abc_1.abstractmethod
+    def ListExtractions(
+        self,
+        request: _store_pb2.ListExtractionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.ListExtractionsResponse, _abc.Awaitable[_store_pb2.ListExtractionsResponse]]:
+        """Lists a tenant's extractions, newest first, with keyset pagination."""
+
+    @_abc_1.abstractmethod
+    def WatchExtraction(
+        self,
+        request: _store_pb2.WatchExtractionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_store_pb2.WatchExtractionResponse], _abc.AsyncIterator[_store_pb2.WatchExtractionResponse]]:
+        """Streams the extraction now and after every change until it is terminal (PostgreSQL
+        LISTEN/NOTIFY, so changes made through any store replica are seen).
+        """
 
     @_abc_1.abstractmethod
     def UpdateExtraction(
