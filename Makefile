@@ -32,7 +32,7 @@ $(addprefix logs-,$(SERVICES)):
 	tail -n 200 -F .run/dev/logs/$(@:logs-%=%).log
 
 demo: up
-	$(PY) -m clausework extract $(SAMPLE) --address 127.0.0.1:50051
+	$(PY) -m clausework --address 127.0.0.1:50051 extract $(SAMPLE)
 
 protos: setup
 	$(PY) scripts/gen_protos.py

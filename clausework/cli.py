@@ -1,7 +1,12 @@
-"""`contracts`: upload a PDF contract to a Clausework gateway and print its clauses.
+"""`contracts`: the command-line client of a Clausework gateway.
 
-contracts extract FILE.pdf [--json]     upload, wait for the result, print a table
-contracts get ID [--json]               one extraction's current state
+    contracts extract FILE.pdf [--json]   stream the upload (progress bar), follow it live, print the clauses
+    contracts get ID [--json]             one extraction
+    contracts watch ID                    follow an extraction's progress until it ends
+    contracts list [--state S] [--limit N]
+    contracts cancel ID
+
+Set CONTRACTS_ADDRESS (default 127.0.0.1:50051) and CONTRACTS_API_KEY, or pass --address / --api-key.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import os
 import shutil
 import sys
 import textwrap
-import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -22,44 +27,87 @@ from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 
 TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
-MAX_MESSAGE_BYTES = 33 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
 
 
-def connect(address: str) -> extraction_pb2_grpc.ExtractionServiceStub:
-    options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_receive_message_length", -1)]
-    return extraction_pb2_grpc.ExtractionServiceStub(grpc.insecure_channel(address, options=options))
+class Client:
+    """The ExtractionService stub plus the caller's credentials."""
+
+    def __init__(self, address: str, api_key: str = "", tls: bool = False) -> None:
+        options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.max_receive_message_length", -1)]
+        channel = (
+            grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=options)
+            if tls
+            else grpc.insecure_channel(address, options=options)
+        )
+        self.stub = extraction_pb2_grpc.ExtractionServiceStub(channel)
+        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+    def upload(self, path: Path, request_id: str, progress: bool = True) -> pb.Extraction:
+        size = path.stat().st_size
+
+        def messages() -> Iterator[pb.UploadExtractionRequest]:
+            yield pb.UploadExtractionRequest(
+                metadata=pb.UploadMetadata(filename=path.name, request_id=request_id, size_bytes=size)
+            )
+            sent = 0
+            with path.open("rb") as file:
+                while chunk := file.read(CHUNK_BYTES):
+                    sent += len(chunk)
+                    if progress:
+                        bar(f"uploading {path.name}", sent, size)
+                    yield pb.UploadExtractionRequest(chunk=chunk)
+            if progress:
+                print(file=sys.stderr)
+
+        answer: pb.Extraction = self.stub.UploadExtraction(messages(), metadata=self.metadata, timeout=3600)
+        return answer
+
+    def watch(self, extraction_id: str, timeout: float = 3600) -> Iterator[pb.Extraction]:
+        """Every change until the extraction ends; reconnects if the stream breaks."""
+        while True:
+            last = None
+            try:
+                for last in self.stub.WatchExtraction(
+                    pb.WatchExtractionRequest(id=extraction_id), metadata=self.metadata, timeout=timeout
+                ):
+                    yield last
+                if last is not None and last.state in TERMINAL:
+                    return
+            except grpc.RpcError as error:
+                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):  # type: ignore[attr-defined]
+                    raise
 
 
-def wait(stub: extraction_pb2_grpc.ExtractionServiceStub, extraction: pb.Extraction, timeout: float) -> pb.Extraction:
-    """Poll until the extraction is terminal, showing its stage on stderr."""
-    deadline = time.monotonic() + timeout
-    last_stage = -1
-    while extraction.state not in TERMINAL:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout:.0f}s; still {pb.State.Name(extraction.state)}")
-        if extraction.stage != last_stage:
-            print(f"  {pb.Stage.Name(extraction.stage).removeprefix('STAGE_').lower()}…", file=sys.stderr)
-            last_stage = extraction.stage
-        time.sleep(0.2)
-        extraction = stub.GetExtraction(pb.GetExtractionRequest(id=extraction.id), timeout=10)
-    return extraction
+def bar(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    percent = 100 * done / total if total else 100
+    print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}%", end="", file=sys.stderr, flush=True)
+
+
+def describe(extraction: pb.Extraction) -> str:
+    stage = pb.Stage.Name(extraction.stage).removeprefix("STAGE_").lower()
+    progress = extraction.progress
+    pages = f" {progress.pages_parsed}/{progress.pages_total} pages" if progress.pages_total else ""
+    return f"{pb.State.Name(extraction.state).removeprefix('STATE_').lower()} ({stage}){pages}"
 
 
 def render_table(extraction: pb.Extraction) -> str:
     """Clauses as a readable table sized to the terminal."""
-    width = shutil.get_terminal_size((120, 40)).columns
+    width = min(shutil.get_terminal_size((120, 40)).columns, 140)
     lines = [
         f"{extraction.document.filename}: {extraction.document.page_count} pages, "
         f"{len(extraction.clauses)} clauses ({extraction.model})",
         "",
+        f"{'CATEGORY':<34} {'PAGE':>5} {'CONF':>5}  ANSWER / TEXT",
+        "-" * width,
     ]
-    header = f"{'CATEGORY':<34} {'PAGE':>5} {'CONF':>5}  {'ANSWER / TEXT'}"
-    lines += [header, "-" * min(width, 120)]
-    text_width = max(30, min(width, 120) - 48)
+    text_width = max(30, width - 48)
     for clause in sorted(extraction.clauses, key=lambda c: (c.category, -c.confidence)):
-        pages = (
-            str(clause.page_start) if clause.page_start == clause.page_end else f"{clause.page_start}-{clause.page_end}"
-        )
+        pages = str(clause.page_start)
+        if clause.page_end != clause.page_start:
+            pages += f"-{clause.page_end}"
         shown = " ".join(clause.text.split())
         if clause.answer:
             shown = f"[{clause.answer}] {shown}"
@@ -74,9 +122,23 @@ def print_extraction(extraction: pb.Extraction, as_json: bool) -> None:
     elif extraction.state == pb.STATE_SUCCEEDED:
         print(render_table(extraction))
     else:
-        print(f"{extraction.id}: {pb.State.Name(extraction.state)} {pb.Stage.Name(extraction.stage)}")
+        print(f"{extraction.id}: {describe(extraction)}")
         if extraction.error.code:
             print(f"  {extraction.error.code}: {extraction.error.message}")
+
+
+def follow(client: Client, extraction_id: str) -> pb.Extraction:
+    """Print each new state/stage/progress on stderr; return the final extraction with its clauses."""
+    last = ""
+    for update in client.watch(extraction_id):
+        line = describe(update)
+        if line != last:
+            print(f"  {line}", file=sys.stderr)
+            last = line
+    final: pb.Extraction = client.stub.GetExtraction(
+        pb.GetExtractionRequest(id=extraction_id), metadata=client.metadata, timeout=30
+    )
+    return final
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,31 +146,57 @@ def main(argv: list[str] | None = None) -> None:
         prog="contracts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--address", default=os.environ.get("CONTRACTS_ADDRESS", "127.0.0.1:50051"))
+    parser.add_argument("--api-key", default=os.environ.get("CONTRACTS_API_KEY", ""))
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (system roots)")
     commands = parser.add_subparsers(dest="command", required=True)
-    extract = commands.add_parser("extract", help="upload a PDF and print its clauses")
+    extract = commands.add_parser("extract", help="upload a PDF, follow it, print its clauses")
     extract.add_argument("file", type=Path)
     extract.add_argument("--json", action="store_true")
-    extract.add_argument("--timeout", type=float, default=300)
+    extract.add_argument("--request-id", default="")
     get = commands.add_parser("get", help="show one extraction")
     get.add_argument("id")
     get.add_argument("--json", action="store_true")
+    watch = commands.add_parser("watch", help="follow an extraction until it ends")
+    watch.add_argument("id")
+    listing = commands.add_parser("list", help="your extractions, newest first")
+    listing.add_argument("--state", choices=[n.removeprefix("STATE_").lower() for n in pb.State.keys()[1:]])
+    listing.add_argument("--limit", type=int, default=20)
+    cancel = commands.add_parser("cancel", help="cancel an extraction")
+    cancel.add_argument("id")
     args = parser.parse_args(argv)
 
-    stub = connect(args.address)
+    client = Client(args.address, args.api_key, args.tls)
+    metadata = client.metadata
     try:
         if args.command == "extract":
-            content = args.file.read_bytes()
-            print(f"uploading {args.file.name} ({len(content) / 1024:.0f} KiB) to {args.address}", file=sys.stderr)
-            extraction = stub.CreateExtraction(
-                pb.CreateExtractionRequest(content=content, filename=args.file.name, request_id=str(uuid.uuid4())),
-                timeout=60,
-            )
-            print(f"  extraction {extraction.id}", file=sys.stderr)
-            extraction = wait(stub, extraction, args.timeout)
+            extraction = client.upload(args.file, args.request_id or str(uuid.uuid4()), progress=sys.stderr.isatty())
+            print(f"extraction {extraction.id}", file=sys.stderr)
+            extraction = follow(client, extraction.id)
             print_extraction(extraction, args.json)
             if extraction.state != pb.STATE_SUCCEEDED:
                 sys.exit(1)
         elif args.command == "get":
-            print_extraction(stub.GetExtraction(pb.GetExtractionRequest(id=args.id), timeout=10), args.json)
+            got = client.stub.GetExtraction(pb.GetExtractionRequest(id=args.id), metadata=metadata, timeout=30)
+            print_extraction(got, args.json)
+        elif args.command == "watch":
+            print_extraction(follow(client, args.id), as_json=False)
+        elif args.command == "list":
+            state = pb.State.Value("STATE_" + args.state.upper()) if args.state else pb.STATE_UNSPECIFIED
+            request = pb.ListExtractionsRequest(page_size=min(args.limit, 500), state=state)
+            shown = 0
+            while shown < args.limit:
+                page = client.stub.ListExtractions(request, metadata=metadata, timeout=30)
+                for item in page.extractions[: args.limit - shown]:
+                    created = item.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+                    print(f"{item.id}  {created}  {describe(item):<32} {item.document.filename}")
+                    shown += 1
+                if not page.next_page_token:
+                    break
+                request.page_token = page.next_page_token
+        elif args.command == "cancel":
+            cancelled = client.stub.CancelExtraction(
+                pb.CancelExtractionRequest(id=args.id), metadata=metadata, timeout=30
+            )
+            print(f"{cancelled.id}: {describe(cancelled)}")
     except grpc.RpcError as error:
         sys.exit(f"error: {error.code().name}: {error.details()}")  # type: ignore[attr-defined]

@@ -117,6 +117,7 @@ class Stack:
         self.pids = self.run_dir / "pids"
         self.external_database = os.environ.get("DATABASE_URL") if profile.name == "dev" else None
         self.external_s3 = os.environ.get("S3_ENDPOINT_URL") if profile.name == "dev" else None
+        self.extra_ports: dict[str, int] = {}
 
     # ---- configuration every process of ours gets ----------------------------------------------------
 
@@ -134,7 +135,7 @@ class Stack:
 
     def port(self, name: str) -> int:
         ports = {"s3": self.profile.s3, **{n: getattr(self.profile, n) for n in (*SERVICES, "postgres", "temporal")}}
-        return int(ports[name])
+        return int(ports.get(name) or self.extra_ports[name])
 
     def env(self) -> dict[str, str]:
         p = self.profile
@@ -358,6 +359,13 @@ class Stack:
         if wait:
             self.wait_ready(name)
 
+    def start_extra(self, name: str, module: str, port: int, env: dict[str, str]) -> None:
+        """Another replica of one of our processes (`module`), with its own port and settings."""
+        self.extra_ports[name] = port
+        if not self.running(name):
+            self._spawn(name, [sys.executable, "-m", MODULES.get(module, module)], {**self.env(), **env})
+        self.wait_ready(name)
+
     def wait_ready(self, name: str, timeout: float = 90) -> None:
         port = self.port(name)
 
@@ -396,7 +404,10 @@ class Stack:
             self.wait_ready(name)
 
     def down(self) -> None:
-        for name in reversed(SERVICES):
+        extras = (
+            [p.stem for p in self.pids.glob("*.pid") if p.stem not in (*SERVICES, *INFRA)] if self.pids.exists() else []
+        )
+        for name in [*extras, *reversed(SERVICES)]:
             self.stop(name)
         for name in ("temporal", "s3"):
             self.stop(name)
