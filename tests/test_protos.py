@@ -57,3 +57,13 @@ def test_stubs_import_as_contracts_v1() -> None:
         "confidence",
         "answer",
     }
+
+
+def test_buf_generate_config_for_other_languages() -> None:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "protos" / "buf.gen.yaml").read_text())
+    remotes = {plugin["remote"] for plugin in config["plugins"]}
+    assert {"buf.build/grpc/go", "buf.build/grpc/java", "buf.build/connectrpc/es"} <= remotes
+    done = subprocess.run([str(BIN / "buf"), "build", "-o", "/dev/null"], cwd=ROOT / "protos", capture_output=True)
+    assert done.returncode == 0, done.stderr
