@@ -57,10 +57,10 @@ def truncated_pdf() -> bytes:
     return data[: len(data) // 2]
 
 
-def image_only_pdf() -> bytes:
+def image_only_pdf(dpi: int = 50) -> bytes:
     """What a scanner produces: pages that are pictures, with no text layer."""
     source = pymupdf.open(stream=contract_pdf(), filetype="pdf")
-    pixmap = source[0].get_pixmap(dpi=50)
+    pixmap = source[1].get_pixmap(dpi=dpi)
     document = pymupdf.open()
     page = document.new_page(width=612, height=792)
     page.insert_image(page.rect, pixmap=pixmap)

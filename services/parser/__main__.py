@@ -9,6 +9,7 @@ import grpc
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import channel, serve, service_name
+from services.parser.pdftext import OcrOptions, find_tessdata
 from services.parser.server import ParserServicer
 from services.parser.settings import ParserSettings
 
@@ -17,8 +18,14 @@ async def main(settings: ParserSettings) -> None:
     import pymupdf  # noqa: F401  -- load it now, not on the first request
 
     store_channel = channel(settings.store_address, settings.max_message_bytes)
+    ocr = None
+    if settings.ocr_enabled:
+        tessdata = find_tessdata()
+        if tessdata is None:
+            raise SystemExit("PARSER_OCR_ENABLED=true but Tesseract is not installed (apt-get install tesseract-ocr)")
+        ocr = OcrOptions(language=settings.ocr_language, max_pages=settings.ocr_max_pages, tessdata=tessdata)
     servicer = ParserServicer(
-        store_pb2_grpc.StoreServiceStub(store_channel), settings.concurrency, settings.object_timeout_seconds
+        store_pb2_grpc.StoreServiceStub(store_channel), settings.concurrency, settings.object_timeout_seconds, ocr
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -8,6 +8,9 @@ product: change it and stored offsets of old extractions no longer line up.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contracts.internal.v1 import document_pb2
@@ -28,6 +31,25 @@ _EOF_WINDOW = 4096
 
 class InvalidDocument(InvalidArgument):
     """The PDF itself is unusable; retrying will not help. `reason` says why, for the user."""
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """OCR through PyMuPDF + Tesseract for pages without a text layer (scans)."""
+
+    language: str = "eng"
+    dpi: int = 200
+    # OCR costs ~1 s a page: a cap keeps a 5,000-page scan from occupying a parser for hours.
+    max_pages: int = 300
+    tessdata: str | None = None
+
+
+def find_tessdata() -> str | None:
+    """Debian's tesseract-ocr data directory, if installed (or TESSDATA_PREFIX)."""
+    if prefix := os.environ.get("TESSDATA_PREFIX"):
+        return prefix
+    found = sorted(Path("/usr/share/tesseract-ocr").glob("*/tessdata"))
+    return str(found[-1]) if found else None
 
 
 def _open(data: bytes) -> pymupdf.Document:
@@ -56,11 +78,20 @@ def _open(data: bytes) -> pymupdf.Document:
     return document
 
 
-def parse_pdf(data: bytes) -> document_pb2.ParsedDocument:
-    """Extract text, offsets and block boxes from PDF bytes, or raise InvalidDocument."""
+def _text_chars(page: pymupdf.Page, flags: int) -> int:
+    return sum(not ch.isspace() for ch in page.get_text("text", flags=flags))
+
+
+def parse_pdf(data: bytes, ocr: OcrOptions | None = None) -> document_pb2.ParsedDocument:
+    """Extract text, offsets and block boxes from PDF bytes, or raise InvalidDocument.
+
+    With `ocr`, pages without a text layer are recognized with Tesseract; without it, a document with
+    no text layer fails with NO_TEXT_LAYER.
+    """
     import pymupdf
 
     document = _open(data)
+    ocr_pages = 0
     flags = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
     parsed = document_pb2.ParsedDocument(parser=PARSER_NAME)
     pieces: list[str] = []
@@ -73,7 +104,13 @@ def parse_pdf(data: bytes) -> document_pb2.ParsedDocument:
             rect = page.rect
             out_page = parsed.pages.add(number=index + 1, width=rect.width, height=rect.height, char_start=offset)
             first_block = True
-            for x0, y0, x1, y1, text, _number, kind in page.get_text("blocks", flags=flags):
+            textpage = None
+            if ocr is not None and ocr_pages < ocr.max_pages and _text_chars(page, flags) < MIN_TEXT_CHARS:
+                textpage = page.get_textpage_ocr(
+                    flags=flags, language=ocr.language, dpi=ocr.dpi, full=True, tessdata=ocr.tessdata
+                )
+                ocr_pages += 1
+            for x0, y0, x1, y1, text, _number, kind in page.get_text("blocks", flags=flags, textpage=textpage):
                 if kind != 0:  # image block
                     continue
                 text = text.rstrip()
@@ -91,5 +128,9 @@ def parse_pdf(data: bytes) -> document_pb2.ParsedDocument:
         document.close()
     parsed.text = "".join(pieces)
     if sum(not ch.isspace() for ch in parsed.text[: MIN_TEXT_CHARS * 64]) < MIN_TEXT_CHARS:
-        raise InvalidDocument("no text layer: scanned document (OCR is not enabled)", reason="NO_TEXT_LAYER")
+        if ocr is None:
+            raise InvalidDocument("no text layer: scanned document (OCR is not enabled)", reason="NO_TEXT_LAYER")
+        raise InvalidDocument("no text found, even with OCR: blank or unreadable scan", reason="NO_TEXT_LAYER")
+    if ocr_pages:
+        parsed.parser = f"{PARSER_NAME}+ocr:{ocr_pages}"
     return parsed

@@ -9,14 +9,21 @@ import grpc
 
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
 from services.common.rpc import read_object, write_object
-from services.parser.pdftext import parse_pdf
+from services.parser.pdftext import OcrOptions, parse_pdf
 
 log = logging.getLogger(__name__)
 
 
 class ParserServicer(parser_pb2_grpc.ParserServiceServicer):
-    def __init__(self, store: store_pb2_grpc.StoreServiceAsyncStub, concurrency: int, object_timeout: float) -> None:
+    def __init__(
+        self,
+        store: store_pb2_grpc.StoreServiceAsyncStub,
+        concurrency: int,
+        object_timeout: float,
+        ocr: OcrOptions | None = None,
+    ) -> None:
         self._store = store
+        self._ocr = ocr
         self._slots = asyncio.Semaphore(concurrency)
         self._object_timeout = object_timeout
 
@@ -25,7 +32,7 @@ class ParserServicer(parser_pb2_grpc.ParserServiceServicer):
     ) -> parser_pb2.ParseDocumentResponse:
         async with self._slots:
             data = await read_object(self._store, request.source_key, self._object_timeout)
-            parsed = await asyncio.to_thread(parse_pdf, data)
+            parsed = await asyncio.to_thread(parse_pdf, data, self._ocr)
             del data
             payload = parsed.SerializeToString()
             await write_object(self._store, request.target_key, payload, self._object_timeout)

@@ -18,3 +18,7 @@ class ParserSettings(ServerSettings):
     # Documents parsed at once; each holds its PDF and text in memory, so this bounds memory too.
     concurrency: int = max(1, os.cpu_count() or 1)
     object_timeout_seconds: float = 120.0
+    # Recognize scanned pages with Tesseract (Debian tesseract-ocr); off: scans fail with NO_TEXT_LAYER.
+    ocr_enabled: bool = False
+    ocr_language: str = "eng"
+    ocr_max_pages: int = 300

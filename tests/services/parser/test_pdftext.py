@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.parser.pdftext import PAGE_SEPARATOR, InvalidDocument, parse_pdf
+from services.parser.pdftext import PAGE_SEPARATOR, InvalidDocument, OcrOptions, find_tessdata, parse_pdf
 from tests import pdfs
 
 
@@ -58,3 +58,11 @@ def test_unusable_documents_raise_with_a_reason(data: bytes, reason: str) -> Non
 def test_owner_password_only_pdf_is_readable() -> None:
     parsed = parse_pdf(pdfs.encrypted_pdf(user_password=""))
     assert "Governing Law" in parsed.text
+
+
+@pytest.mark.skipif(find_tessdata() is None, reason="Tesseract not installed (make setup installs tesseract-ocr)")
+def test_ocr_reads_a_scanned_page() -> None:
+    parsed = parse_pdf(pdfs.image_only_pdf(dpi=200), OcrOptions(tessdata=find_tessdata()))
+    assert "governed by" in normalized(parsed.text).lower()
+    assert "+ocr:1" in parsed.parser
+    assert parsed.pages[0].blocks and parsed.pages[0].char_end == len(parsed.text)
