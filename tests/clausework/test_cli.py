@@ -46,6 +46,11 @@ def test_extract_get_list_watch_cancel(stack: Stack, tmp_path: Path) -> None:
     assert watched.returncode == 0 and "Governing Law" in watched.stdout
     cancelled = contracts(stack, "cancel", result["id"])
     assert cancelled.returncode == 0 and "succeeded" in cancelled.stdout
+    report = tmp_path / "report.html"
+    written = contracts(stack, "report", result["id"], "--out", str(report))
+    assert written.returncode == 0, written.stderr
+    html = report.read_text()
+    assert "data:image/png;base64," in html and "Governing Law" in html
 
 
 def test_errors_are_one_clear_line(stack: Stack, tmp_path: Path) -> None:

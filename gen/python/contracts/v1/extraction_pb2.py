@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ontracts/v1/extraction.proto\x12\x0c\x63ontracts.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x30\n\x07options\x18\x04 \x01(\x0b\x32\x1f.contracts.v1.ExtractionOptions\"&\n\x11\x45xtractionOptions\x12\x11\n\treprocess\x18\x01 \x01(\x08\"g\n\x17UploadExtractionRequest\x12\x30\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.contracts.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"|\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x07options\x18\x03 \x01(\x0b\x32\x1f.contracts.v1.ExtractionOptions\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"$\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"c\n\x16ListExtractionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x17\x43\x61ncelExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xb2\x03\n\nExtraction\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12(\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x16.contracts.v1.Document\x12%\n\x07\x63lauses\x18\x05 \x03(\x0b\x32\x14.contracts.v1.Clause\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\r\n\x05model\x18\n \x01(\t\x12(\n\x08progress\x18\x0b \x01(\x0b\x32\x16.contracts.v1.Progress\x12\"\n\x05usage\x18\x0c \x01(\x0b\x32\x13.contracts.v1.Usage\"`\n\x08Progress\x12\x14\n\x0cpages_parsed\x18\x01 \x01(\x05\x12\x13\n\x0bpages_total\x18\x02 \x01(\x05\x12\x13\n\x0b\x63hunks_done\x18\x03 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\x04 \x01(\x05\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\"h\n\x08\x44ocument\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\"0\n\x0f\x45xtractionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x98\x01\n\x06\x43lause\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\npage_start\x18\x03 \x01(\x05\x12\x10\n\x08page_end\x18\x04 \x01(\x05\x12\x12\n\nchar_start\x18\x05 \x01(\x05\x12\x10\n\x08\x63har_end\x18\x06 \x01(\x05\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t*\x80\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05*|\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_QUEUED\x10\x01\x12\x11\n\rSTAGE_PARSING\x10\x02\x12\x14\n\x10STAGE_EXTRACTING\x10\x03\x12\x11\n\rSTAGE_STORING\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x32\x98\x04\n\x11\x45xtractionService\x12S\n\x10\x43reateExtraction\x12%.contracts.v1.CreateExtractionRequest\x1a\x18.contracts.v1.Extraction\x12M\n\rGetExtraction\x12\".contracts.v1.GetExtractionRequest\x1a\x18.contracts.v1.Extraction\x12U\n\x10UploadExtraction\x12%.contracts.v1.UploadExtractionRequest\x1a\x18.contracts.v1.Extraction(\x01\x12S\n\x0fWatchExtraction\x12$.contracts.v1.WatchExtractionRequest\x1a\x18.contracts.v1.Extraction0\x01\x12^\n\x0fListExtractions\x12$.contracts.v1.ListExtractionsRequest\x1a%.contracts.v1.ListExtractionsResponse\x12S\n\x10\x43\x61ncelExtraction\x12%.contracts.v1.CancelExtractionRequest\x1a\x18.contracts.v1.Extractionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ontracts/v1/extraction.proto\x12\x0c\x63ontracts.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x30\n\x07options\x18\x04 \x01(\x0b\x32\x1f.contracts.v1.ExtractionOptions\"&\n\x11\x45xtractionOptions\x12\x11\n\treprocess\x18\x01 \x01(\x08\"g\n\x17UploadExtractionRequest\x12\x30\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.contracts.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"|\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x07options\x18\x03 \x01(\x0b\x32\x1f.contracts.v1.ExtractionOptions\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"$\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"c\n\x16ListExtractionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x17\x43\x61ncelExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"%\n\x17\x44ownloadDocumentRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x18\x44ownloadDocumentResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"\"\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xb2\x03\n\nExtraction\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12(\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x16.contracts.v1.Document\x12%\n\x07\x63lauses\x18\x05 \x03(\x0b\x32\x14.contracts.v1.Clause\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\r\n\x05model\x18\n \x01(\t\x12(\n\x08progress\x18\x0b \x01(\x0b\x32\x16.contracts.v1.Progress\x12\"\n\x05usage\x18\x0c \x01(\x0b\x32\x13.contracts.v1.Usage\"`\n\x08Progress\x12\x14\n\x0cpages_parsed\x18\x01 \x01(\x05\x12\x13\n\x0bpages_total\x18\x02 \x01(\x05\x12\x13\n\x0b\x63hunks_done\x18\x03 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\x04 \x01(\x05\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\"h\n\x08\x44ocument\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\"0\n\x0f\x45xtractionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x98\x01\n\x06\x43lause\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\npage_start\x18\x03 \x01(\x05\x12\x10\n\x08page_end\x18\x04 \x01(\x05\x12\x12\n\nchar_start\x18\x05 \x01(\x05\x12\x10\n\x08\x63har_end\x18\x06 \x01(\x05\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t*\x80\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05*|\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_QUEUED\x10\x01\x12\x11\n\rSTAGE_PARSING\x10\x02\x12\x14\n\x10STAGE_EXTRACTING\x10\x03\x12\x11\n\rSTAGE_STORING\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x32\xfd\x04\n\x11\x45xtractionService\x12S\n\x10\x43reateExtraction\x12%.contracts.v1.CreateExtractionRequest\x1a\x18.contracts.v1.Extraction\x12M\n\rGetExtraction\x12\".contracts.v1.GetExtractionRequest\x1a\x18.contracts.v1.Extraction\x12U\n\x10UploadExtraction\x12%.contracts.v1.UploadExtractionRequest\x1a\x18.contracts.v1.Extraction(\x01\x12S\n\x0fWatchExtraction\x12$.contracts.v1.WatchExtractionRequest\x1a\x18.contracts.v1.Extraction0\x01\x12^\n\x0fListExtractions\x12$.contracts.v1.ListExtractionsRequest\x1a%.contracts.v1.ListExtractionsResponse\x12S\n\x10\x43\x61ncelExtraction\x12%.contracts.v1.CancelExtractionRequest\x1a\x18.contracts.v1.Extraction\x12\x63\n\x10\x44ownloadDocument\x12%.contracts.v1.DownloadDocumentRequest\x1a&.contracts.v1.DownloadDocumentResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'contracts.v1.extraction_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATE']._serialized_start=1703
-  _globals['_STATE']._serialized_end=1831
-  _globals['_STAGE']._serialized_start=1833
-  _globals['_STAGE']._serialized_end=1957
+  _globals['_STATE']._serialized_start=1785
+  _globals['_STATE']._serialized_end=1913
+  _globals['_STAGE']._serialized_start=1915
+  _globals['_STAGE']._serialized_end=2039
   _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=81
   _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=211
   _globals['_EXTRACTIONOPTIONS']._serialized_start=213
@@ -52,20 +52,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTEXTRACTIONSRESPONSE']._serialized_end=720
   _globals['_CANCELEXTRACTIONREQUEST']._serialized_start=722
   _globals['_CANCELEXTRACTIONREQUEST']._serialized_end=759
-  _globals['_GETEXTRACTIONREQUEST']._serialized_start=761
-  _globals['_GETEXTRACTIONREQUEST']._serialized_end=795
-  _globals['_EXTRACTION']._serialized_start=798
-  _globals['_EXTRACTION']._serialized_end=1232
-  _globals['_PROGRESS']._serialized_start=1234
-  _globals['_PROGRESS']._serialized_end=1330
-  _globals['_USAGE']._serialized_start=1332
-  _globals['_USAGE']._serialized_end=1389
-  _globals['_DOCUMENT']._serialized_start=1391
-  _globals['_DOCUMENT']._serialized_end=1495
-  _globals['_EXTRACTIONERROR']._serialized_start=1497
-  _globals['_EXTRACTIONERROR']._serialized_end=1545
-  _globals['_CLAUSE']._serialized_start=1548
-  _globals['_CLAUSE']._serialized_end=1700
-  _globals['_EXTRACTIONSERVICE']._serialized_start=1960
-  _globals['_EXTRACTIONSERVICE']._serialized_end=2496
+  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_start=761
+  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_end=798
+  _globals['_DOWNLOADDOCUMENTRESPONSE']._serialized_start=800
+  _globals['_DOWNLOADDOCUMENTRESPONSE']._serialized_end=841
+  _globals['_GETEXTRACTIONREQUEST']._serialized_start=843
+  _globals['_GETEXTRACTIONREQUEST']._serialized_end=877
+  _globals['_EXTRACTION']._serialized_start=880
+  _globals['_EXTRACTION']._serialized_end=1314
+  _globals['_PROGRESS']._serialized_start=1316
+  _globals['_PROGRESS']._serialized_end=1412
+  _globals['_USAGE']._serialized_start=1414
+  _globals['_USAGE']._serialized_end=1471
+  _globals['_DOCUMENT']._serialized_start=1473
+  _globals['_DOCUMENT']._serialized_end=1577
+  _globals['_EXTRACTIONERROR']._serialized_start=1579
+  _globals['_EXTRACTIONERROR']._serialized_end=1627
+  _globals['_CLAUSE']._serialized_start=1630
+  _globals['_CLAUSE']._serialized_end=1782
+  _globals['_EXTRACTIONSERVICE']._serialized_start=2042
+  _globals['_EXTRACTIONSERVICE']._serialized_end=2679
 # @@protoc_insertion_point(module_scope)

@@ -69,6 +69,11 @@ class ExtractionServiceStub:
                 request_serializer=contracts_dot_v1_dot_extraction__pb2.CancelExtractionRequest.SerializeToString,
                 response_deserializer=contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
                 _registered_method=True)
+        self.DownloadDocument = channel.unary_stream(
+                '/contracts.v1.ExtractionService/DownloadDocument',
+                request_serializer=contracts_dot_v1_dot_extraction__pb2.DownloadDocumentRequest.SerializeToString,
+                response_deserializer=contracts_dot_v1_dot_extraction__pb2.DownloadDocumentResponse.FromString,
+                _registered_method=True)
 
 
 class ExtractionServiceServicer:
@@ -128,6 +133,13 @@ class ExtractionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadDocument(self, request, context):
+        """Streams back the PDF an extraction was made from (for reports and audits).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExtractionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +172,11 @@ def add_ExtractionServiceServicer_to_server(servicer, server):
                     servicer.CancelExtraction,
                     request_deserializer=contracts_dot_v1_dot_extraction__pb2.CancelExtractionRequest.FromString,
                     response_serializer=contracts_dot_v1_dot_extraction__pb2.Extraction.SerializeToString,
+            ),
+            'DownloadDocument': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadDocument,
+                    request_deserializer=contracts_dot_v1_dot_extraction__pb2.DownloadDocumentRequest.FromString,
+                    response_serializer=contracts_dot_v1_dot_extraction__pb2.DownloadDocumentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -329,6 +346,33 @@ class ExtractionService:
             '/contracts.v1.ExtractionService/CancelExtraction',
             contracts_dot_v1_dot_extraction__pb2.CancelExtractionRequest.SerializeToString,
             contracts_dot_v1_dot_extraction__pb2.Extraction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/contracts.v1.ExtractionService/DownloadDocument',
+            contracts_dot_v1_dot_extraction__pb2.DownloadDocumentRequest.SerializeToString,
+            contracts_dot_v1_dot_extraction__pb2.DownloadDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,8 @@ class ExtractionServiceStub:
     """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
     finished extraction is returned unchanged.
     """
+    DownloadDocument: _grpc.UnaryStreamMultiCallable[_extraction_pb2.DownloadDocumentRequest, _extraction_pb2.DownloadDocumentResponse]
+    """Streams back the PDF an extraction was made from (for reports and audits)."""
 
 @_typing.type_check_only
 class ExtractionServiceAsyncStub(ExtractionServiceStub):
@@ -95,6 +97,8 @@ class ExtractionServiceAsyncStub(ExtractionServiceStub):
     """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
     finished extraction is returned unchanged.
     """
+    DownloadDocument: _aio.UnaryStreamMultiCallable[_extraction_pb2.DownloadDocumentRequest, _extraction_pb2.DownloadDocumentResponse]  # type: ignore[assignment]
+    """Streams back the PDF an extraction was made from (for reports and audits)."""
 
 class ExtractionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExtractionService is the public API: upload a PDF contract, get back its clauses.
@@ -162,5 +166,13 @@ class ExtractionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
         finished extraction is returned unchanged.
         """
+
+    @_abc_1.abstractmethod
+    def DownloadDocument(
+        self,
+        request: _extraction_pb2.DownloadDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_extraction_pb2.DownloadDocumentResponse], _abc.AsyncIterator[_extraction_pb2.DownloadDocumentResponse]]:
+        """Streams back the PDF an extraction was made from (for reports and audits)."""
 
 def add_ExtractionServiceServicer_to_server(servicer: ExtractionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
