@@ -359,12 +359,13 @@ class Stack:
         if wait:
             self.wait_ready(name)
 
-    def start_extra(self, name: str, module: str, port: int, env: dict[str, str]) -> None:
+    def start_extra(self, name: str, module: str, port: int, env: dict[str, str], wait: bool = True) -> None:
         """Another replica of one of our processes (`module`), with its own port and settings."""
         self.extra_ports[name] = port
         if not self.running(name):
             self._spawn(name, [sys.executable, "-m", MODULES.get(module, module)], {**self.env(), **env})
-        self.wait_ready(name)
+        if wait:
+            self.wait_ready(name)
 
     def wait_ready(self, name: str, timeout: float = 90) -> None:
         port = self.port(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -282,3 +283,36 @@ async def test_upload_rejects_bad_streams(channels: dict[str, grpc.aio.Channel],
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await api.UploadExtraction(chunk_first(), metadata=auth("tenant-a"), timeout=30)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_tls_gateway(stack: Stack, tmp_path: Path) -> None:
+    """With a certificate configured the gateway speaks TLS only."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(  # noqa: ASYNC221 -- a one-off certificate before the test starts
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = 51071
+    stack.start_extra(
+        "gateway-tls",
+        "gateway",
+        port,
+        {"GATEWAY_PORT": str(port), "GATEWAY_TLS_CERT_FILE": str(cert), "GATEWAY_TLS_KEY_FILE": str(key)},
+        wait=False,
+    )
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as channel:
+            await asyncio.wait_for(channel.channel_ready(), 60)
+            api = extraction_pb2_grpc.ExtractionServiceStub(channel)
+            listed = await api.ListExtractions(pb.ListExtractionsRequest(page_size=1), timeout=10)
+            assert isinstance(listed, pb.ListExtractionsResponse)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as plain:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await extraction_pb2_grpc.ExtractionServiceStub(plain).ListExtractions(
+                    pb.ListExtractionsRequest(), timeout=5
+                )
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        stack.stop("gateway-tls")
