@@ -24,6 +24,10 @@ class ServerSettings(ProcessSettings):
     # How long in-flight calls may run after SIGTERM; Kubernetes' terminationGracePeriodSeconds must exceed it.
     shutdown_grace_seconds: float = Field(default=20.0, validation_alias="SHUTDOWN_GRACE_SECONDS")
     max_message_bytes: int = Field(default=64 * MiB, validation_alias="GRPC_MAX_MESSAGE_BYTES")
+    max_connection_age_seconds: float = Field(default=300.0, validation_alias="GRPC_MAX_CONNECTION_AGE_SECONDS")
+    max_connection_age_grace_seconds: float = Field(
+        default=3600.0, validation_alias="GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS"
+    )
 
     @property
     def address(self) -> str:
