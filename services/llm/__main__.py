@@ -10,7 +10,7 @@ import grpc
 from contracts.internal.v1 import llm_pb2, llm_pb2_grpc, store_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import channel, serve, service_name
-from services.llm.embedded import EmbeddedExtractor
+from services.llm.backends import build_backend
 from services.llm.server import LlmServicer
 from services.llm.settings import LlmSettings
 
@@ -18,15 +18,19 @@ log = logging.getLogger("services.llm")
 
 
 async def main(settings: LlmSettings) -> None:
-    extractor = EmbeddedExtractor.load(settings.model_dir)
-    log.info("model loaded", extra={"model": extractor.model_name})
+    backend = build_backend(settings)
+    log.info("model loaded", extra={"model": backend.model_name})
     store_channel = channel(settings.store_address, settings.max_message_bytes)
     servicer = LlmServicer(
         store_pb2_grpc.StoreServiceStub(store_channel),
-        extractor,
+        backend,
         settings.concurrency,
         settings.object_timeout_seconds,
     )
+
+    async def stop() -> None:
+        await store_channel.close(grace=None)
+        await backend.aclose()
 
     def register(server: grpc.aio.Server) -> None:
         llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, server)
@@ -35,7 +39,7 @@ async def main(settings: LlmSettings) -> None:
         settings,
         service_names=[service_name(llm_pb2, "LlmService")],
         register=register,
-        on_stop=lambda: store_channel.close(grace=None),
+        on_stop=stop,
     )
 
 

@@ -10,11 +10,18 @@ from contracts.v1 import extraction_pb2 as pb
 
 
 class Span(Protocol):
-    category: str
-    char_start: int
-    char_end: int
-    confidence: float
-    answer: str
+    """A clause as a backend finds it: a category and a character span of the document text."""
+
+    @property
+    def category(self) -> str: ...
+    @property
+    def char_start(self) -> int: ...
+    @property
+    def char_end(self) -> int: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def answer(self) -> str: ...
 
 
 def page_of(parsed: document_pb2.ParsedDocument, char_offset: int) -> int:

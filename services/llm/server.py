@@ -8,9 +8,10 @@ import logging
 import grpc
 
 from contracts.internal.v1 import document_pb2, llm_pb2, llm_pb2_grpc, store_pb2_grpc
+from contracts.v1 import extraction_pb2 as pb
 from services.common.rpc import read_object, write_object
+from services.llm.backends import Backend
 from services.llm.clauses import to_clauses
-from services.llm.embedded import EmbeddedExtractor
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +20,12 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
     def __init__(
         self,
         store: store_pb2_grpc.StoreServiceAsyncStub,
-        extractor: EmbeddedExtractor,
+        backend: Backend,
         concurrency: int,
         object_timeout: float,
     ) -> None:
         self._store = store
-        self._extractor = extractor
+        self._backend = backend
         self._slots = asyncio.Semaphore(concurrency)
         self._object_timeout = object_timeout
 
@@ -35,8 +36,22 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
             parsed = document_pb2.ParsedDocument.FromString(
                 await read_object(self._store, request.source_key, self._object_timeout)
             )
-            spans = await asyncio.to_thread(self._extractor.extract, parsed.text)
-            result = llm_pb2.ExtractedClauses(clauses=to_clauses(parsed, spans), model=self._extractor.model_name)
+            found = await self._backend.extract(parsed.text)
+            usage = pb.Usage(prompt_tokens=found.prompt_tokens, completion_tokens=found.completion_tokens)
+            result = llm_pb2.ExtractedClauses(
+                clauses=to_clauses(parsed, found.spans), model=self._backend.model_name, usage=usage
+            )
             await write_object(self._store, request.target_key, result.SerializeToString(), self._object_timeout)
-        log.info("extracted", extra={"key": request.source_key, "clauses": len(result.clauses)})
-        return llm_pb2.ExtractClausesResponse(clause_count=len(result.clauses), model=result.model)
+        log.info(
+            "extracted",
+            extra={
+                "key": request.source_key,
+                "clauses": len(result.clauses),
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "dropped_quotes": found.dropped_quotes,
+            },
+        )
+        return llm_pb2.ExtractClausesResponse(
+            clause_count=len(result.clauses), model=result.model, usage=usage, dropped_quotes=found.dropped_quotes
+        )
