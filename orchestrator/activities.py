@@ -53,12 +53,16 @@ NON_RETRYABLE_CODES = frozenset(
 )
 
 
-def to_application_error(error: grpc.aio.AioRpcError) -> ApplicationError:
-    return ApplicationError(
-        error.details() or error.code().name,
-        type=error_reason(error),
-        non_retryable=error.code() in NON_RETRYABLE_CODES,
-    )
+# A server bug (INTERNAL, UNKNOWN) may be a passing fault (a pod OOM-killed mid-call), so it gets a few
+# attempts; retrying a deterministic bug for hours would only be a retry storm.
+BUG_CODES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
+MAX_ATTEMPTS_ON_BUGS = 3
+
+
+def to_application_error(error: grpc.aio.AioRpcError, attempt: int) -> ApplicationError:
+    code = error.code()
+    give_up = code in NON_RETRYABLE_CODES or (code in BUG_CODES and attempt >= MAX_ATTEMPTS_ON_BUGS)
+    return ApplicationError(error.details() or code.name, type=error_reason(error), non_retryable=give_up)
 
 
 async def _heartbeat_until_cancelled(interval: float) -> None:
@@ -74,7 +78,7 @@ async def call(rpc: Awaitable[T]) -> T:
     try:
         return await rpc
     except grpc.aio.AioRpcError as error:
-        raise to_application_error(error) from None
+        raise to_application_error(error, activity.info().attempt) from None
     finally:
         heartbeats.cancel()
 

@@ -67,7 +67,7 @@ async def serve(
         options=[
             *message_size_options(settings.max_message_bytes),
             # Accept client keepalive pings as often as our own clients send them.
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             # Clients reconnect (and re-resolve DNS) every few minutes, so replicas added by an
             # autoscaler get traffic from long-lived round_robin clients too; long streams may finish.
             ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),

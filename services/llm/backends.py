@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.common.errors import FailedPrecondition, Unavailable
 from services.llm.clauses import Span
 from services.llm.settings import LlmSettings
 
@@ -54,7 +55,40 @@ class EmbeddedBackend:
         return None
 
 
+class OpenAIBackend:
+    """An OpenAI-compatible server. One extractor per process, so its concurrency limit and 429 back-off
+    hold for all documents; its errors become statuses the orchestrator retries or not."""
+
+    def __init__(self, settings: LlmSettings) -> None:
+        from services.llm.openai_backend import OpenAIExtractor
+
+        self._extractor = OpenAIExtractor(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key.get_secret_value() or "none",
+            model=settings.openai_model,
+            timeout_seconds=settings.openai_timeout_seconds,
+            max_concurrency=settings.openai_max_concurrency,
+            chunk_chars=settings.openai_chunk_chars,
+            strategy=settings.openai_strategy,
+            max_output_tokens=settings.openai_max_output_tokens,
+        )
+        self.model_name = self._extractor.model_name
+
+    async def extract(self, text: str) -> Result:
+        from services.llm.openai_backend import OpenAIBackendError
+
+        try:
+            return await self._extractor.extract(text)
+        except OpenAIBackendError as error:
+            if error.retryable:
+                raise Unavailable(f"LLM endpoint unavailable: {error}", reason="LLM_UNAVAILABLE") from error
+            raise FailedPrecondition(f"LLM endpoint refused the request: {error}", reason="LLM_REJECTED") from error
+
+    async def aclose(self) -> None:
+        await self._extractor.aclose()
+
+
 def build_backend(settings: LlmSettings) -> Backend:
-    if settings.backend == "embedded":
-        return EmbeddedBackend(settings)
-    raise ValueError(f"unknown LLM_BACKEND {settings.backend!r}")
+    if settings.backend == "openai":
+        return OpenAIBackend(settings)
+    return EmbeddedBackend(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServerSettings
@@ -16,10 +16,20 @@ class LlmSettings(ServerSettings):
 
     port: int = 50053
     store_address: str = Field(default="127.0.0.1:50054", validation_alias="STORE_ADDRESS")
-    # `embedded`: the bundled CUAD-trained model, no network or key needed.
-    backend: Literal["embedded"] = "embedded"
+    # `embedded`: the bundled CUAD-trained model, no network or key needed. `openai`: any
+    # OpenAI-compatible chat completions endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama-server).
+    backend: Literal["embedded", "openai"] = "embedded"
     # Directory of the embedded model's artefact; empty means the one committed in the package.
     model_dir: Path | None = None
-    # Documents extracted at once (CPU bound).
+    # Documents extracted at once per replica.
     concurrency: int = 2
+    openai_base_url: str = Field(default="https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr = Field(default=SecretStr(""), validation_alias="OPENAI_API_KEY")
+    openai_model: str = Field(default="gpt-4o-mini", validation_alias="LLM_MODEL")
+    openai_timeout_seconds: float = 120.0
+    # Requests in flight per replica, shared by all documents (with the 429 back-off).
+    openai_max_concurrency: int = 4
+    openai_chunk_chars: int = 6000
+    openai_strategy: Literal["auto", "retrieval", "chunks"] = "auto"
+    openai_max_output_tokens: int = 2048
     object_timeout_seconds: float = 120.0

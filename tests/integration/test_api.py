@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
 import grpc
@@ -30,7 +31,7 @@ KEYS = {"tenant-a": "key-a-" + "x" * 32, "tenant-b": "key-b-" + "y" * 32}
 REPLICAS = {"gateway-a1": 51061, "gateway-a2": 51062}
 STREAM_LIMIT = 128 * MiB
 
-Stub = extraction_pb2_grpc.ExtractionServiceAsyncStub
+Stub: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TypeAlias
 
 import asyncpg
 import grpc
@@ -17,7 +18,7 @@ from services.store.objects import ObjectStore
 from tests import pdfs
 from tests.conftest import wait_terminal
 
-Gateway = extraction_pb2_grpc.ExtractionServiceAsyncStub
+Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 MiB = 1024 * 1024
 
 

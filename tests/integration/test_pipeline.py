@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
 import pytest
@@ -22,7 +23,7 @@ SAMPLE = ROOT / "samples" / "sample-contract.pdf"
 SAMPLE_LABELS = ROOT / "samples" / "sample-contract.labels.json"
 CATEGORIES = {c["name"] for c in json.loads((ROOT / "services/llm/categories.json").read_text())}
 
-Gateway = extraction_pb2_grpc.ExtractionServiceAsyncStub
+Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 
 
 def words(text: str) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TypeAlias
 
 import asyncpg
 import grpc
@@ -18,7 +19,7 @@ from services.store.objects import ObjectStore
 from tests import pdfs
 from tests.conftest import wait_terminal
 
-Gateway = extraction_pb2_grpc.ExtractionServiceAsyncStub
+Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 
 
 def many_pages(n: int) -> bytes:
