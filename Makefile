@@ -6,7 +6,7 @@ STACK := $(PY) deploy/local/stack.py
 SAMPLE := samples/sample-contract.pdf
 SERVICES := postgres s3 temporal store parser llm gateway worker
 
-.PHONY: help setup demo up down ps protos test test-unit lint fmt clean $(addprefix logs-,$(SERVICES))
+.PHONY: help setup llm-server demo up down ps protos test test-unit lint fmt clean $(addprefix logs-,$(SERVICES))
 
 help:
 	@echo "make demo    start the stack and extract $(SAMPLE)"
@@ -17,6 +17,11 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	scripts/setup.sh
 
 setup: $(VENV)/.installed
+
+# llama.cpp's llama-server + small GGUF models, cached in ~/.cache/clausework: the real
+# OpenAI-compatible endpoint the tests run the openai backend against (first build ~10 min).
+llm-server:
+	scripts/setup_llm_server.sh
 
 up: setup
 	$(STACK) up
@@ -44,7 +49,7 @@ lint: setup
 	$(VENV)/bin/mypy
 	cd protos && ../$(VENV)/bin/buf lint
 
-test: setup
+test: setup llm-server
 	$(PY) -m pytest
 
 test-unit: setup
