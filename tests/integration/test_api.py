@@ -317,3 +317,13 @@ async def test_tls_gateway(stack: Stack, tmp_path: Path) -> None:
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         stack.stop("gateway-tls")
+
+
+def test_logs_hold_no_keys_contents_or_clause_text(stack: Stack) -> None:
+    """Runs after the tests above: none of their secrets or document text reached any process's log."""
+    logs = "\n".join(path.read_text(errors="replace") for path in stack.logs.glob("*.log"))
+    assert "extraction accepted" in logs, "the logs were written"
+    for secret in (*KEYS.values(), *(hash_key(key) for key in KEYS.values())):
+        assert secret not in logs
+    for text in ("shall be governed by and construed", "Acme Widgets", "Globex Logistics"):
+        assert text not in logs
