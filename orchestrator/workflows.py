@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from contracts.v1 import extraction_pb2 as pb
@@ -81,18 +81,20 @@ class ExtractionWorkflow:
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=TRANSIENT_RETRIES,
             )
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as error:
+            if not is_cancelled_exception(error):
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                code, message = _failure_reason(error)
+                workflow.logger.info("extraction failed", extra={"extraction_id": extraction_id, "code": code})
+                await self._status(
+                    StatusUpdate(extraction_id, pb.STATE_FAILED, pb.STAGE_DONE, error_code=code, error_message=message)
+                )
+                raise ApplicationError(message, type=code, non_retryable=True) from error
             # CancelExtraction: in-flight activities are cancelled through their heartbeats; record it.
             workflow.logger.info("extraction cancelled", extra={"extraction_id": extraction_id})
             await self._status(StatusUpdate(extraction_id, pb.STATE_CANCELLED, pb.STAGE_DONE))
-            raise
-        except ActivityError as error:
-            code, message = _failure_reason(error)
-            workflow.logger.info("extraction failed", extra={"extraction_id": extraction_id, "code": code})
-            await self._status(
-                StatusUpdate(extraction_id, pb.STATE_FAILED, pb.STAGE_DONE, error_code=code, error_message=message)
-            )
-            raise ApplicationError(message, type=code, non_retryable=True) from error
+            raise asyncio.CancelledError() from error
         return ExtractionOutcome(extraction_id, done.clause_count, done.result_key)
 
     async def _status(self, update: StatusUpdate) -> None:

@@ -88,8 +88,12 @@ def _wrap_stream(
 ) -> Callable[[Any, Any], AsyncIterator[Any]]:
     async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
         try:
-            async for response in behavior(request, context):
-                yield response
+            result: Any = behavior(request, context)
+            if hasattr(result, "__aiter__"):
+                async for response in result:
+                    yield response
+            else:  # a handler that streams with context.write() (e.g. grpc's health Watch)
+                await result
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

@@ -208,14 +208,17 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         current = await self.GetExtraction(pb.GetExtractionRequest(id=request.id), context)
         if current.state in TERMINAL:
             return current
-        try:
-            await self._temporal.get_workflow_handle(workflow_id(current.id)).cancel()
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise Unavailable("could not reach the workflow engine; retry the cancel") from error
+        # The state first, so no late FAILED from the interrupted work can win; then stop the work. If the
+        # second step fails, a retry of this call (idempotent) repeats it.
         updated = await self._store.UpdateExtraction(
             store_pb2.UpdateExtractionRequest(id=current.id, state=pb.STATE_CANCELLED, stage=pb.STAGE_DONE),
             timeout=STORE_TIMEOUT_SECONDS,
         )
-        log.info("extraction cancelled", extra={"extraction_id": current.id})
+        if updated.extraction.state == pb.STATE_CANCELLED:
+            try:
+                await self._temporal.get_workflow_handle(workflow_id(current.id)).cancel()
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    raise Unavailable("could not reach the workflow engine; retry the cancel") from error
+            log.info("extraction cancelled", extra={"extraction_id": current.id})
         return updated.extraction
