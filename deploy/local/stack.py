@@ -223,9 +223,8 @@ class Stack:
         local = self.run_dir / "postgres"
         if os.geteuid() != 0:
             return local
-        probe = subprocess.run(
-            ["runuser", "-u", "postgres", "--", "test", "-x", str(self.run_dir)], capture_output=True
-        )
+        # Probe the repository root, which always exists, so start and stop agree on the answer.
+        probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(ROOT)], capture_output=True)
         if probe.returncode == 0:
             return local
         digest = hashlib.sha1(str(self.run_dir).encode()).hexdigest()[:12]
@@ -287,10 +286,13 @@ class Stack:
         if self.external_database or not self._postgres_running():
             return
         data = self._pg_data
-        subprocess.run(
+        stopped = subprocess.run(
             self._as_postgres([str(_postgres_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
             capture_output=True,
+            text=True,
         )
+        if stopped.returncode != 0 or self._postgres_running():
+            raise StackError(f"could not stop PostgreSQL on port {self.profile.postgres}: {stopped.stderr.strip()}")
 
     def _start_s3(self) -> None:
         if self.external_s3 or self.running("s3"):
@@ -416,6 +418,8 @@ class Stack:
 
     def destroy(self) -> None:
         """Delete all data (databases, objects, Temporal history, logs); the stack must be down."""
+        if self._postgres_running() and not self.external_database:
+            raise StackError("PostgreSQL is still running; stop the stack first")
         data = self._pg_data
         if data.parent.parent == Path("/var/tmp/clausework"):
             shutil.rmtree(data.parent, ignore_errors=True)
