@@ -6,7 +6,7 @@ STACK := $(PY) deploy/local/stack.py
 SAMPLE := samples/sample-contract.pdf
 SERVICES := postgres s3 temporal store parser llm gateway worker
 
-.PHONY: help setup llm-server demo up down ps protos test test-unit lint fmt clean $(addprefix logs-,$(SERVICES))
+.PHONY: help setup llm-server train crossval demo up down ps protos test test-unit lint fmt clean $(addprefix logs-,$(SERVICES))
 
 help:
 	@echo "make demo    start the stack and extract $(SAMPLE)"
@@ -35,6 +35,14 @@ ps: setup
 
 $(addprefix logs-,$(SERVICES)):
 	tail -n 200 -F .run/dev/logs/$(@:logs-%=%).log
+
+# The embedded model, from ../shared/cuad (writes services/llm/models/cuad-sparse-lr).
+train: setup
+	$(PY) -m training.train
+
+# 5-fold cross-validated quality of the embedded model, scored by ../shared/eval/score_cuad.py.
+crossval: setup
+	$(PY) -m training.crossval --folds 5
 
 demo: up
 	$(PY) -m clausework --address 127.0.0.1:50051 extract $(SAMPLE)

@@ -1,0 +1,174 @@
+"""Cross-validate the embedded model on the CUAD dev split and score it with the CUAD scorer.
+
+    python -m training.crossval --folds 5
+
+Group k-fold (contracts of the same filer stay in one fold). Each fold runs the full training
+procedure of `training.model.fit` (including its inner CV for calibration and thresholds) on the
+other folds, quantises the weights as `training.train` does, and extracts clauses from the held-out
+contracts with `EmbeddedExtractor.extract` — the production code path. Predictions of all folds are
+written as one JSONL and scored by score_cuad.py; the scores, answer accuracy and the data hash are
+written next to the committed artefact (crossval.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from services.llm.answers import clean
+from services.llm.embedded import MODEL_DIR, ClauseSpan, EmbeddedExtractor
+from training.data import DEFAULT_CUAD, DEFAULT_SCORER, ROOT, Contract, folds, labels_sha256
+from training.model import Params, fit, quantize
+from training.prepare import answer_formats, load_prepared
+
+log = logging.getLogger("training")
+TYPED = [
+    "Agreement Date",
+    "Effective Date",
+    "Expiration Date",
+    "Governing Law",
+    "Renewal Term",
+    "Notice Period to Terminate Renewal",
+]
+
+
+def prediction_line(contract_id: str, text: str, spans: list[ClauseSpan]) -> dict[str, Any]:
+    return {
+        "id": contract_id,
+        "clauses": [
+            {
+                "category": s.category,
+                "text": text[s.char_start : s.char_end],
+                "confidence": s.confidence,
+                "answer": s.answer,
+                "char_start": s.char_start,
+                "char_end": s.char_end,
+            }
+            for s in spans
+        ],
+    }
+
+
+def run_scorer(scorer: Path, labels: Path, predictions: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(scorer), str(labels), str(predictions), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def answer_accuracy(contracts: list[Contract], predictions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """For typed categories: how often the best predicted clause's answer equals the CUAD answer."""
+    out: dict[str, Any] = {}
+    for category in TYPED:
+        right = total = 0
+        for contract in contracts:
+            gold = contract.answers.get(category)
+            clauses = [c for c in predictions[contract.id]["clauses"] if c["category"] == category]
+            if gold is None or not clauses:
+                continue
+            best = max(clauses, key=lambda c: c["confidence"])
+            total += 1
+            right += clean(best["answer"]).lower() == clean(gold).lower()
+        out[category] = {"accuracy": round(right / total, 3) if total else None, "n": total}
+    return out
+
+
+def print_table(result: dict[str, Any]) -> None:
+    for category, value in result["per_category_f1"].items():
+        print(f"{value:6.3f}  {category}")
+    d, s = result["detection"], result["spans"]
+    print(f"detection P={d['precision']:.3f} R={d['recall']:.3f} F1={d['f1']:.3f}")
+    print(
+        f"spans P={s['precision']:.3f} R={s['recall']:.3f} F1={s['f1']:.3f} "
+        f"AUPR={s['aupr']:.3f} P@80R={s['precision_at_80_recall']:.3f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--cuad-dir", type=Path, default=DEFAULT_CUAD)
+    parser.add_argument("--scorer", type=Path, default=DEFAULT_SCORER)
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "crossval")
+    parser.add_argument(
+        "--record", type=Path, default=MODEL_DIR / "crossval.json", help="where to write the metrics summary"
+    )
+    parser.add_argument("--only", default="", help="development: comma-separated folds to run (scored on those only)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started = time.monotonic()
+    params = Params()
+    docs, cats = load_prepared(args.cuad_dir, params)
+    formats = answer_formats(args.cuad_dir)
+    assignment = folds([d.contract for d in docs], args.folds)
+    predictions: dict[str, dict[str, Any]] = {}
+    per_fold: list[dict[str, Any]] = []
+    selected = [int(f) for f in args.only.split(",")] if args.only else list(range(args.folds))
+    docs_run = [d for d, f in zip(docs, assignment, strict=True) if f in selected]
+    for fold in selected:
+        train = [d for d, f in zip(docs, assignment, strict=True) if f != fold]
+        test = [d for d, f in zip(docs, assignment, strict=True) if f == fold]
+        arrays, metadata = fit(train, cats, formats, params)
+        extractor = EmbeddedExtractor(quantize(arrays), metadata)
+        for d in test:
+            spans = extractor.extract(d.contract.text)
+            predictions[d.contract.id] = prediction_line(d.contract.id, d.contract.text, spans)
+        inner = metadata["inner_cv"]
+        per_fold.append(
+            {"fold": fold, "contracts": len(test), "detect": inner["detect"], "threshold": inner["threshold"]}
+        )
+        log.info("fold %d/%d done (%.0f s)", fold + 1, args.folds, time.monotonic() - started)
+    args.out.mkdir(parents=True, exist_ok=True)
+    predictions_path = args.out / "predictions.jsonl"
+    with predictions_path.open("w", encoding="utf-8") as handle:
+        for d in docs_run:
+            handle.write(json.dumps(predictions[d.contract.id]) + "\n")
+    labels_path = args.cuad_dir / "labels.jsonl"
+    if args.only:
+        ids = {d.contract.id for d in docs_run}
+        lines = labels_path.read_text(encoding="utf-8").splitlines()
+        labels_path = args.out / "labels-subset.jsonl"
+        labels_path.write_text("".join(x + "\n" for x in lines if json.loads(x)["id"] in ids), encoding="utf-8")
+    result = run_scorer(args.scorer, labels_path, predictions_path)
+    (args.out / "scores.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print_table(result)
+    answers = answer_accuracy([d.contract for d in docs_run], predictions)
+    by_category_counts: dict[str, int] = defaultdict(int)
+    for line in predictions.values():
+        for clause in line["clauses"]:
+            by_category_counts[clause["category"]] += 1
+    record = {
+        "model": f"embedded/cuad-sparse-lr@{per_fold and metadata['version']}",
+        "command": f"python -m training.crossval --folds {args.folds}",
+        "labels_sha256": labels_sha256(args.cuad_dir),
+        "folds": args.folds,
+        "grouping": "filer (source_name prefix)",
+        "per_fold": per_fold,
+        "detection": result["detection"],
+        "spans": result["spans"],
+        "per_category_f1": result["per_category_f1"],
+        "answer_accuracy": answers,
+        "seconds": round(time.monotonic() - started),
+    }
+    if args.only:
+        args.record = args.out / "crossval-partial.json"
+    args.record.parent.mkdir(parents=True, exist_ok=True)
+    args.record.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(answers, indent=1))
+    print(f"predictions: {predictions_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

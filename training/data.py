@@ -1,0 +1,120 @@
+"""CUAD corpus access for training: labels, parser text (cached), scorer-compatible words, folds.
+
+Texts come from the production parser so that training offsets are the offsets the service sees;
+parsing all 419 PDFs takes ~30 s, so the texts are cached outside the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CUAD = Path(os.environ.get("CUAD_DIR", str(ROOT.parent / "shared" / "cuad")))
+DEFAULT_SCORER = Path(os.environ.get("CUAD_SCORER", str(ROOT.parent / "shared" / "eval" / "score_cuad.py")))
+CACHE = Path(os.environ.get("CLAUSEWORK_CACHE", str(Path.home() / ".cache" / "clausework"))) / "cuad-text"
+
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def words(text: str) -> set[str]:
+    """The scorer's bag of words: lowercase, ASCII punctuation removed, articles dropped."""
+    return {w for w in text.lower().translate(_PUNCT).split() if w not in ("a", "an", "the")}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    union = a | b
+    return len(a & b) / len(union) if union else 0.0
+
+
+@dataclass
+class Contract:
+    """One labelled contract: parser text and gold contexts per category."""
+
+    id: str
+    source_name: str
+    text: str
+    gold: dict[str, list[str]]
+    answers: dict[str, str]
+    gold_words: dict[str, list[set[str]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.gold_words = {c: [words(x) for x in xs] for c, xs in self.gold.items()}
+
+    @property
+    def group(self) -> str:
+        """Contracts of the same filer share templates; folds keep them together."""
+        return self.source_name.split("_")[0].upper()
+
+
+def _parse(pdf: Path) -> str:
+    from services.parser.pdftext import parse_pdf  # pymupdf only for training, never at run time
+
+    return parse_pdf(pdf.read_bytes()).text
+
+
+def load_texts(cuad_dir: Path, records: list[dict[str, Any]]) -> dict[str, str]:
+    """Parser text per contract id, from the cache or by parsing the PDF."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    texts = {}
+    for record in records:
+        cached = CACHE / f"{record['id']}.txt"
+        if not cached.exists():
+            cached.write_text(_parse(cuad_dir / record["pdf"]), encoding="utf-8")
+        texts[record["id"]] = cached.read_text(encoding="utf-8")
+    return texts
+
+
+def load_corpus(cuad_dir: Path = DEFAULT_CUAD) -> list[Contract]:
+    records = [json.loads(line) for line in (cuad_dir / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = load_texts(cuad_dir, records)
+    return [
+        Contract(
+            id=r["id"],
+            source_name=r.get("source_name", r["id"]),
+            text=texts[r["id"]],
+            gold={c: v["contexts"] for c, v in r["clauses"].items()},
+            answers={c: str(v.get("answer", "")) for c, v in r["clauses"].items()},
+        )
+        for r in records
+    ]
+
+
+def categories(cuad_dir: Path = DEFAULT_CUAD) -> list[str]:
+    data = json.loads((cuad_dir / "categories.json").read_text(encoding="utf-8"))
+    return [c["name"] for c in data]
+
+
+def labels_sha256(cuad_dir: Path = DEFAULT_CUAD) -> str:
+    return hashlib.sha256((cuad_dir / "labels.jsonl").read_bytes()).hexdigest()
+
+
+def corpus_sha256(contracts: list[Contract]) -> str:
+    """Hash of the training input as the model saw it: parser texts and labels, in order."""
+    digest = hashlib.sha256()
+    for contract in contracts:
+        digest.update(contract.id.encode())
+        digest.update(contract.text.encode())
+        digest.update(json.dumps(contract.gold, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def folds(contracts: list[Contract], k: int, seed: int = 13) -> list[int]:
+    """Fold index per contract; whole filer groups go to one fold (group k-fold, balanced by size)."""
+    groups: dict[str, list[int]] = {}
+    for index, contract in enumerate(contracts):
+        groups.setdefault(contract.group, []).append(index)
+    ordered = sorted(groups.values(), key=lambda g: (-len(g), hashlib.md5(f"{seed}{g[0]}".encode()).hexdigest()))
+    sizes = [0] * k
+    assignment = [0] * len(contracts)
+    for members in ordered:
+        fold = min(range(k), key=lambda f: (sizes[f], f))
+        sizes[fold] += len(members)
+        for index in members:
+            assignment[index] = fold
+    return assignment

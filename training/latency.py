@@ -1,0 +1,58 @@
+"""Time the embedded model on real contracts: load once, then extract, as the llm service does.
+
+    python -m training.latency [--pages 30] [--runs 5]
+
+Picks the CUAD contracts with the requested page count (the longest text among them, i.e. the
+worst case), parses them with the production parser (parsing is not timed: it happens in the parser
+service) and reports load time and the median extract() time per contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from training.data import DEFAULT_CUAD
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cuad-dir", type=Path, default=DEFAULT_CUAD)
+    parser.add_argument("--pages", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--contracts", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    from services.parser.pdftext import parse_pdf
+
+    records = [json.loads(x) for x in (args.cuad_dir / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = []
+    for record in records:
+        parsed = parse_pdf((args.cuad_dir / record["pdf"]).read_bytes())
+        if len(parsed.pages) == args.pages:
+            texts.append((len(parsed.text), record["id"], parsed.text))
+    texts.sort(reverse=True)
+
+    started = time.perf_counter()
+    from services.llm.embedded import EmbeddedExtractor
+
+    extractor = EmbeddedExtractor.load()
+    print(f"import + load: {time.perf_counter() - started:.2f} s ({extractor.model_name})")
+    for chars, contract_id, text in texts[: args.contracts]:
+        timings = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            spans = extractor.extract(text)
+            timings.append(time.perf_counter() - started)
+        print(
+            f"{contract_id}: {args.pages} pages, {chars} chars, {len(spans)} clauses: "
+            f"median {statistics.median(timings):.2f} s, max {max(timings):.2f} s over {args.runs} runs"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
