@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from services.llm.model_spans import DATE
+from services.llm.model_spans import DATE, MONTHS
 
 _MONTHS = {
     "jan": 1,
@@ -193,21 +193,8 @@ def normalize_date(text: str) -> str:
 
 
 def _full_month(number: int) -> str:
-    names = [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ]
-    return names[number - 1][:3]
+    """The first three letters of month `number` (1-12)."""
+    return MONTHS[number - 1][:3]
 
 
 def durations(text: str) -> list[tuple[float, str, int]]:
