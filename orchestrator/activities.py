@@ -129,7 +129,12 @@ class ExtractionActivities:
     async def extract_clauses(self, task: ExtractInput) -> ExtractOutput:
         answer = await call(
             self._llm.ExtractClauses(
-                llm_pb2.ExtractClausesRequest(source_key=task.source_key, target_key=task.target_key),
+                llm_pb2.ExtractClausesRequest(
+                    source_key=task.source_key,
+                    target_key=task.target_key,
+                    extraction_id=task.extraction_id,
+                    pages_total=task.pages_total,
+                ),
                 timeout=deadline(),
             )
         )

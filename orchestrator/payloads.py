@@ -66,6 +66,8 @@ class ParseOutput:
 class ExtractInput:
     source_key: str
     target_key: str
+    extraction_id: str = ""  # for progress reports
+    pages_total: int = 0
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,12 @@ class ExtractionWorkflow:
             )
             await workflow.execute_activity_method(
                 ExtractionActivities.extract_clauses,
-                ExtractInput(source_key=parsed_key(extraction_id), target_key=clauses_key(extraction_id)),
+                ExtractInput(
+                    source_key=parsed_key(extraction_id),
+                    target_key=clauses_key(extraction_id),
+                    extraction_id=extraction_id,
+                    pages_total=parsed.page_count,
+                ),
                 start_to_close_timeout=timedelta(minutes=30),
                 schedule_to_close_timeout=timedelta(hours=2),
                 heartbeat_timeout=HEARTBEAT,

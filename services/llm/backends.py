@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,10 +23,14 @@ class Result(Protocol):
     def dropped_quotes(self) -> int: ...
 
 
+# Called with (chunks done, chunks total) as a backend works through a document.
+Progress = Callable[[int, int], None]
+
+
 class Backend(Protocol):
     model_name: str
 
-    async def extract(self, text: str) -> Result: ...
+    async def extract(self, text: str, on_progress: Progress | None = None) -> Result: ...
 
     async def aclose(self) -> None: ...
 
@@ -48,8 +52,14 @@ class EmbeddedBackend:
         self._extractor = EmbeddedExtractor.load(settings.model_dir)
         self.model_name = self._extractor.model_name
 
-    async def extract(self, text: str) -> Result:
-        return EmbeddedResult(spans=await asyncio.to_thread(self._extractor.extract, text))
+    async def extract(self, text: str, on_progress: Progress | None = None) -> Result:
+        """The whole document in one pass: one chunk."""
+        if on_progress is not None:
+            on_progress(0, 1)
+        spans = await asyncio.to_thread(self._extractor.extract, text)
+        if on_progress is not None:
+            on_progress(1, 1)
+        return EmbeddedResult(spans=spans)
 
     async def aclose(self) -> None:
         return None
@@ -74,11 +84,11 @@ class OpenAIBackend:
         )
         self.model_name = self._extractor.model_name
 
-    async def extract(self, text: str) -> Result:
+    async def extract(self, text: str, on_progress: Progress | None = None) -> Result:
         from services.llm.openai_backend import OpenAIBackendError
 
         try:
-            return await self._extractor.extract(text)
+            return await self._extractor.extract(text, on_progress)
         except OpenAIBackendError as error:
             if error.retryable:
                 raise Unavailable(f"LLM endpoint unavailable: {error}", reason="LLM_UNAVAILABLE") from error

@@ -30,7 +30,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -400,10 +400,23 @@ class OpenAIExtractor:
 
     # -- extraction -----------------------------------------------------------------------------
 
-    async def extract(self, text: str) -> OpenAIResult:
+    async def extract(self, text: str, on_progress: Callable[[int, int], None] | None = None) -> OpenAIResult:
+        """`on_progress(done, total)` is called as planned requests (chunks) finish."""
         plan = self.plan(text)
         grounder = Grounder(text)
-        outcomes = await _gather_or_cancel([self._run(text, request) for request in plan])
+        finished = 0
+
+        async def tracked(request: PlannedRequest) -> _Outcome:
+            nonlocal finished
+            outcome = await self._run(text, request)
+            finished += 1
+            if on_progress is not None:
+                on_progress(finished, len(plan))
+            return outcome
+
+        if on_progress is not None:
+            on_progress(0, len(plan))
+        outcomes = await _gather_or_cancel([tracked(request) for request in plan])
         spans: list[ClauseSpan] = []
         dropped = 0
         usage = _Usage()
@@ -416,7 +429,7 @@ class OpenAIExtractor:
                 located = grounder.locate(item.quote, within)
                 if located is None or sum(ch.isalnum() for ch in text[located.start : located.end]) < MIN_QUOTE_ALNUM:
                     dropped += 1
-                    log.debug("quote dropped", extra={"category": item.category, "quote": item.quote[:200]})
+                    log.debug("quote dropped", extra={"category": item.category})
                     continue
                 category = self._by_name[item.category]
                 spans.append(

@@ -7,13 +7,66 @@ import logging
 
 import grpc
 
-from contracts.internal.v1 import document_pb2, llm_pb2, llm_pb2_grpc, store_pb2_grpc
+from contracts.internal.v1 import document_pb2, llm_pb2, llm_pb2_grpc, store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from services.common.rpc import read_object, write_object
 from services.llm.backends import Backend
 from services.llm.clauses import to_clauses
 
 log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+class ProgressReporter:
+    """Sends (chunks done, chunks total) to the store for watchers: at most every PROGRESS_INTERVAL_SECONDS,
+    always the latest, and never failing the extraction when the store is briefly unreachable."""
+
+    def __init__(self, store: store_pb2_grpc.StoreServiceAsyncStub, extraction_id: str, pages_total: int) -> None:
+        self._store = store
+        self._extraction_id = extraction_id
+        self._pages_total = pages_total
+        self._latest: tuple[int, int] | None = None
+        self._sent: tuple[int, int] | None = None
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._run()) if extraction_id else None
+
+    def report(self, done: int, total: int) -> None:
+        self._latest = (done, total)
+        self._changed.set()
+
+    async def _send(self) -> None:
+        if self._latest is None or self._latest == self._sent:
+            return
+        done, total = self._latest
+        progress = pb.Progress(
+            pages_parsed=self._pages_total, pages_total=self._pages_total, chunks_done=done, chunks_total=total
+        )
+        try:
+            await self._store.UpdateExtraction(
+                store_pb2.UpdateExtractionRequest(
+                    id=self._extraction_id, state=pb.STATE_RUNNING, stage=pb.STAGE_EXTRACTING, progress=progress
+                ),
+                timeout=5,
+            )
+            self._sent = (done, total)
+        except grpc.aio.AioRpcError as error:
+            log.warning("progress not recorded", extra={"code": error.code().name})
+
+    async def _run(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await self._send()
+            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
+
+    async def close(self) -> None:
+        """Stop, after recording the final count."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._send()
 
 
 class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
@@ -36,7 +89,11 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
             parsed = document_pb2.ParsedDocument.FromString(
                 await read_object(self._store, request.source_key, self._object_timeout)
             )
-            found = await self._backend.extract(parsed.text)
+            progress = ProgressReporter(self._store, request.extraction_id, request.pages_total)
+            try:
+                found = await self._backend.extract(parsed.text, progress.report)
+            finally:
+                await progress.close()
             usage = pb.Usage(prompt_tokens=found.prompt_tokens, completion_tokens=found.completion_tokens)
             result = llm_pb2.ExtractedClauses(
                 clauses=to_clauses(parsed, found.spans), model=self._backend.model_name, usage=usage

@@ -124,6 +124,8 @@ async def test_watch_streams_every_change_and_ends_terminal(channels: dict[str, 
     assert stages == sorted(stages), "stages only move forward"
     assert pb.STAGE_EXTRACTING in stages or pb.STAGE_STORING in stages or len(updates) >= 2
     assert updates[-1].progress.pages_total == 3 and updates[-1].progress.pages_parsed == 3
+    # The embedded model reads a document in one pass: one chunk, done.
+    assert (updates[-1].progress.chunks_done, updates[-1].progress.chunks_total) == (1, 1)
     # Watching a finished extraction sends it once and ends.
     again = await finish(api, "tenant-a", created.id)
     assert len(again) == 1 and again[0].state == pb.STATE_SUCCEEDED

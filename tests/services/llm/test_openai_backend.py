@@ -395,11 +395,13 @@ async def test_chunks_merge_a_clause_seen_twice(server: FakeServer) -> None:
 
     server.default = quote_if_present
     llm = extractor(server, strategy="chunks", chunk_chars=1200, overlap_chars=400, max_concurrency=2)
+    reported: list[tuple[int, int]] = []
     try:
         plan = llm.plan(text)
-        result = await llm.extract(text)
+        result = await llm.extract(text, lambda done, total: reported.append((done, total)))
     finally:
         await llm.aclose()
+    assert reported == [(done, len(plan)) for done in range(len(plan) + 1)], "progress: chunks done of total"
     start = text.index(GOVERNING.replace(" ", NBSP))
     holding = [r for r in plan if r.pieces[0].start <= start and start + 20 <= r.pieces[0].end]
     assert len(holding) >= 2, "the test needs the clause in the overlap of two chunks"

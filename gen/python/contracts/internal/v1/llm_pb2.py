@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from contracts.v1 import extraction_pb2 as contracts_dot_v1_dot_extraction__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ontracts/internal/v1/llm.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\"?\n\x15\x45xtractClausesRequest\x12\x12\n\nsource_key\x18\x01 \x01(\t\x12\x12\n\ntarget_key\x18\x02 \x01(\t\"y\n\x16\x45xtractClausesResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.contracts.v1.Usage\x12\x16\n\x0e\x64ropped_quotes\x18\x04 \x01(\x05\"l\n\x10\x45xtractedClauses\x12%\n\x07\x63lauses\x18\x01 \x03(\x0b\x32\x14.contracts.v1.Clause\x12\r\n\x05model\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.contracts.v1.Usage2{\n\nLlmService\x12m\n\x0e\x45xtractClauses\x12,.contracts.internal.v1.ExtractClausesRequest\x1a-.contracts.internal.v1.ExtractClausesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ontracts/internal/v1/llm.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\"k\n\x15\x45xtractClausesRequest\x12\x12\n\nsource_key\x18\x01 \x01(\t\x12\x12\n\ntarget_key\x18\x02 \x01(\t\x12\x15\n\rextraction_id\x18\x03 \x01(\t\x12\x13\n\x0bpages_total\x18\x04 \x01(\x05\"y\n\x16\x45xtractClausesResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.contracts.v1.Usage\x12\x16\n\x0e\x64ropped_quotes\x18\x04 \x01(\x05\"l\n\x10\x45xtractedClauses\x12%\n\x07\x63lauses\x18\x01 \x03(\x0b\x32\x14.contracts.v1.Clause\x12\r\n\x05model\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.contracts.v1.Usage2{\n\nLlmService\x12m\n\x0e\x45xtractClauses\x12,.contracts.internal.v1.ExtractClausesRequest\x1a-.contracts.internal.v1.ExtractClausesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'contracts.internal.v1.llm_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXTRACTCLAUSESREQUEST']._serialized_start=89
-  _globals['_EXTRACTCLAUSESREQUEST']._serialized_end=152
-  _globals['_EXTRACTCLAUSESRESPONSE']._serialized_start=154
-  _globals['_EXTRACTCLAUSESRESPONSE']._serialized_end=275
-  _globals['_EXTRACTEDCLAUSES']._serialized_start=277
-  _globals['_EXTRACTEDCLAUSES']._serialized_end=385
-  _globals['_LLMSERVICE']._serialized_start=387
-  _globals['_LLMSERVICE']._serialized_end=510
+  _globals['_EXTRACTCLAUSESREQUEST']._serialized_end=196
+  _globals['_EXTRACTCLAUSESRESPONSE']._serialized_start=198
+  _globals['_EXTRACTCLAUSESRESPONSE']._serialized_end=319
+  _globals['_EXTRACTEDCLAUSES']._serialized_start=321
+  _globals['_EXTRACTEDCLAUSES']._serialized_end=429
+  _globals['_LLMSERVICE']._serialized_start=431
+  _globals['_LLMSERVICE']._serialized_end=554
 # @@protoc_insertion_point(module_scope)

@@ -27,19 +27,27 @@ class ExtractClausesRequest(_message.Message):
 
     SOURCE_KEY_FIELD_NUMBER: _builtins.int
     TARGET_KEY_FIELD_NUMBER: _builtins.int
+    EXTRACTION_ID_FIELD_NUMBER: _builtins.int
+    PAGES_TOTAL_FIELD_NUMBER: _builtins.int
     source_key: _builtins.str
     """Object key of the serialized ParsedDocument."""
     target_key: _builtins.str
     """Object key to write the serialized ExtractedClauses to; overwritten if present (idempotent)."""
+    extraction_id: _builtins.str
+    """When set, progress (chunks done of total) is reported to the store for this extraction."""
+    pages_total: _builtins.int
+    """Pages of the document, reported alongside (progress replaces all four counters)."""
     def __init__(
         self,
         *,
         source_key: _builtins.str = ...,
         target_key: _builtins.str = ...,
+        extraction_id: _builtins.str = ...,
+        pages_total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["source_key", b"source_key", "target_key", b"target_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extraction_id", b"extraction_id", "pages_total", b"pages_total", "source_key", b"source_key", "target_key", b"target_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
