@@ -13,6 +13,7 @@ Set CONTRACTS_ADDRESS (default 127.0.0.1:50051) and CONTRACTS_API_KEY, or pass -
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -119,7 +120,9 @@ def render_table(extraction: pb.Extraction) -> str:
 
 def print_extraction(extraction: pb.Extraction, as_json: bool) -> None:
     if as_json:
-        print(json_format.MessageToJson(extraction, indent=1))
+        # One line, {"id", "clauses": [{"category", "text", "confidence", ...}], ...}: appendable to the
+        # predictions JSONL that ../shared/eval/score_cuad.py reads.
+        print(json.dumps(json_format.MessageToDict(extraction), ensure_ascii=False))
     elif extraction.state == pb.STATE_SUCCEEDED:
         print(render_table(extraction))
     else:

@@ -35,6 +35,7 @@ def test_extract_get_list_watch_cancel(stack: Stack, tmp_path: Path) -> None:
 
     extracted = contracts(stack, "extract", str(contract), "--json")
     assert extracted.returncode == 0, extracted.stderr
+    assert len(extracted.stdout.strip().splitlines()) == 1, "one JSON line"
     result = json.loads(extracted.stdout)
     assert result["state"] == "STATE_SUCCEEDED" and result["clauses"]
 
