@@ -6,7 +6,7 @@ STACK := $(PY) deploy/local/stack.py
 SAMPLE := samples/sample-contract.pdf
 SERVICES := postgres s3 temporal store parser llm gateway worker
 
-.PHONY: help setup llm-server train crossval demo up down ps protos test test-unit lint fmt clean $(addprefix logs-,$(SERVICES))
+.PHONY: help setup llm-server train crossval eval demo up down ps protos test test-unit lint fmt clean $(addprefix logs-,$(SERVICES))
 
 help:
 	@echo "make demo    start the stack and extract $(SAMPLE)"
@@ -43,6 +43,11 @@ train: setup
 # 5-fold cross-validated quality of the embedded model, scored by ../shared/eval/score_cuad.py.
 crossval: setup
 	$(PY) -m training.crossval --folds 5
+
+# N contracts from ../shared/cuad through the running stack's gateway, scored (make eval N=50).
+N ?= 20
+eval: up
+	$(PY) scripts/eval_cuad.py --n $(N)
 
 demo: up
 	$(PY) -m clausework --address 127.0.0.1:50051 extract $(SAMPLE)
