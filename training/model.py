@@ -121,7 +121,7 @@ def _logistic(
         return np.zeros(x.shape[1], dtype=np.float32), -10.0
     if y.all():
         return np.zeros(x.shape[1], dtype=np.float32), 10.0
-    model = LogisticRegression(C=c, solver="liblinear", max_iter=300, l1_ratio=1.0 if l1 else 0.0)
+    model = LogisticRegression(C=c, solver="liblinear", max_iter=300, l1_ratio=1.0 if l1 else 0.0, random_state=0)
     model.fit(x, y)
     return model.coef_[0].astype(np.float32), float(model.intercept_[0])
 

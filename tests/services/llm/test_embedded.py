@@ -131,4 +131,4 @@ def test_long_contract_is_fast(extractor: EmbeddedExtractor) -> None:
     text = "\n".join(s.replace("Products", str(rng.integers(1000))) for s in sections)  # ~70k chars
     started = time.monotonic()
     extractor.extract(text)
-    assert time.monotonic() - started < 10.0
+    assert time.monotonic() - started < 3.0  # the service budget for a 30-page contract (measured: ~0.2 s)
