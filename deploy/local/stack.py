@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,17 +78,25 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _wait(what: str, check: object, timeout: float, log: Path | None = None) -> None:
+def _log_tail(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
+    """Poll `check` until it is true; a StackError from it (the process died) ends the wait at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():  # type: ignore[operator]
+        try:
+            if check():
                 return
+        except StackError as error:
+            raise StackError(f"{error}\n{_log_tail(log)}") from None
+        except Exception:  # not answering yet
+            pass
         time.sleep(0.2)
-    tail = ""
-    if log is not None and log.exists():
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-    raise StackError(f"{what} did not become ready in {timeout:.0f}s\n{tail}")
+    raise StackError(f"{what} did not become ready in {timeout:.0f}s\n{_log_tail(log)}")
 
 
 def _grpc_serving(port: int) -> bool:
@@ -377,10 +385,7 @@ class Stack:
                 raise StackError(f"{name} exited; see {self.logs / (name + '.log')}")
             return _grpc_serving(port)
 
-        try:
-            _wait(name, ready, timeout, self.logs / f"{name}.log")
-        except StackError as error:
-            raise StackError(f"{error}") from None
+        _wait(name, ready, timeout, self.logs / f"{name}.log")
 
     def stop(self, name: str, timeout: float = 30) -> None:
         """Graceful stop (SIGTERM, then SIGKILL after `timeout`)."""

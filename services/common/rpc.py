@@ -57,7 +57,6 @@ async def serve(
     service_names: Sequence[str],
     register: Callable[[grpc.aio.Server], None],
     on_stop: Callable[[], Awaitable[None]] | None = None,
-    started: asyncio.Event | None = None,
     stop_when: asyncio.Future[Any] | None = None,
     tls: tuple[bytes, bytes] | None = None,
 ) -> None:
@@ -92,8 +91,6 @@ async def serve(
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"address": f"{settings.host}:{port}", "services": list(service_names)})
-    if started is not None:
-        started.set()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
