@@ -126,6 +126,8 @@ class Stack:
         self.external_database = os.environ.get("DATABASE_URL") if profile.name == "dev" else None
         self.external_s3 = os.environ.get("S3_ENDPOINT_URL") if profile.name == "dev" else None
         self.extra_ports: dict[str, int] = {}
+        # Processes this object spawned: their exit status is known exactly, without reading /proc.
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # ---- configuration every process of ours gets ----------------------------------------------------
 
@@ -205,7 +207,16 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._children[name] = process
         (self.pids / f"{name}.pid").write_text(str(process.pid))
+
+    def _exited(self, name: str) -> str | None:
+        """Why `name` is not running (None while it runs): the exit code when we spawned it."""
+        child = self._children.get(name)
+        if child is not None:
+            code = child.poll()
+            return None if code is None else f"{name} exited with code {code}"
+        return f"{name} is not running" if self._pid(name) is None else None
 
     def _signal(self, name: str, sig: signal.Signals, timeout: float) -> None:
         pid = self._pid(name)
@@ -222,6 +233,9 @@ class Stack:
             while self._pid(name) is not None:
                 time.sleep(0.1)
         (self.pids / f"{name}.pid").unlink(missing_ok=True)
+        child = self._children.pop(name, None)
+        if child is not None:
+            child.poll()  # reap the zombie
 
     # ---- infrastructure ------------------------------------------------------------------------------
 
@@ -381,8 +395,9 @@ class Stack:
         port = self.port(name)
 
         def ready() -> bool:
-            if self._pid(name) is None:
-                raise StackError(f"{name} exited; see {self.logs / (name + '.log')}")
+            reason = self._exited(name)
+            if reason is not None:
+                raise StackError(f"{reason}; see {self.logs / (name + '.log')}")
             return _grpc_serving(port)
 
         _wait(name, ready, timeout, self.logs / f"{name}.log")

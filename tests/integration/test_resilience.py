@@ -9,12 +9,14 @@ from typing import TypeAlias
 
 import asyncpg
 import grpc
+import pymupdf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2, store_pb2_grpc
+from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
+from services.common.rpc import write_object
 from services.store.objects import ObjectStore
 from tests import pdfs
 from tests.conftest import wait_terminal
@@ -24,6 +26,16 @@ Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 
 def many_pages(n: int) -> bytes:
     return pdfs.text_pdf([pdfs.CONTRACT_PAGES[i % 3] + f"\n\nPage {i + 1}." for i in range(n)])
+
+
+def repeated_pages(copies: int, pages: int = 100) -> bytes:
+    """A long PDF made fast: one generated document appended to itself (parsing it takes seconds)."""
+    base = pymupdf.open(stream=many_pages(pages))
+    combined = pymupdf.open()
+    for _ in range(copies):
+        combined.insert_pdf(base)
+    data: bytes = combined.tobytes()
+    return data
 
 
 async def submit(gateway: Gateway, content: bytes) -> str:
@@ -91,9 +103,9 @@ async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(stack: Sta
     """Graceful shutdown: health watchers see NOT_SERVING, an in-flight parse still completes."""
     key = f"documents/test/{uuid.uuid4()}.pdf"
     async with grpc.aio.insecure_channel(stack.env()["STORE_ADDRESS"]) as store_channel:
-        store = store_pb2_grpc.StoreServiceStub(store_channel)
-        await store.WriteObject(iter([store_pb2.WriteObjectRequest(key=key, data=many_pages(200))]), timeout=30)
+        await write_object(store_pb2_grpc.StoreServiceStub(store_channel), key, repeated_pages(60), 60)
     address = stack.env()["PARSER_ADDRESS"]
+    stopping: asyncio.Future[None] | None = None
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -109,8 +121,10 @@ async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(stack: Sta
             stopping = asyncio.ensure_future(asyncio.to_thread(stack.stop, "parser"))
             assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()
+            assert not parse.done(), "the parse must still be in flight when shutdown begins"
             answer = await parse
-            assert answer.page_count == 200
-            await stopping
+            assert answer.page_count == 6000
     finally:
+        if stopping is not None:
+            await stopping  # a failed assertion above must not race the restart with the stop
         await asyncio.to_thread(stack.start, "parser")
