@@ -33,7 +33,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    stack = Stack(PROFILES["test"])
+    # CLAUSEWORK_TEST_PROFILE=test2 lets a second test session run beside the first on its own stack.
+    stack = Stack(PROFILES[os.environ.get("CLAUSEWORK_TEST_PROFILE", "test")])
     stack.down()  # leftovers of an interrupted run
     stack.destroy()
     try:

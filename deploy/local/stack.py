@@ -55,6 +55,14 @@ PROFILES = {
     "test": Profile(
         "test", 51051, 51052, 51053, 51054, 51055, 17233, 18233, 54330, 8433, 9433, 8180, 8988, headless=True
     ),
+    # A second test stack, so two test sessions can run side by side (CLAUSEWORK_TEST_PROFILE=test2).
+    "test2": Profile(
+        "test2", 52051, 52052, 52053, 52054, 52055, 27233, 28233, 54340, 8533, 9533, 8280, 9088, headless=True
+    ),
+    # `make bench` runs on its own stack, so benchmarks never touch a developer's data.
+    "bench": Profile(
+        "bench", 53051, 53052, 53053, 53054, 53055, 37233, 38233, 54350, 8633, 9633, 8380, 9188, headless=True
+    ),
 }
 
 SERVICES = ("store", "parser", "llm", "gateway", "worker")

@@ -28,7 +28,8 @@ from tests.conftest import TERMINAL
 
 MiB = 1024 * 1024
 KEYS = {"tenant-a": "key-a-" + "x" * 32, "tenant-b": "key-b-" + "y" * 32}
-REPLICAS = {"gateway-a1": 51061, "gateway-a2": 51062}
+# Extra gateway replicas listen just above the profile's gateway port.
+REPLICAS = {"gateway-a1": 10, "gateway-a2": 11}
 STREAM_LIMIT = 128 * MiB
 
 Stub: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
@@ -42,9 +43,10 @@ def replicas(stack: Stack) -> Iterator[dict[str, str]]:
         "GATEWAY_API_KEYS": ",".join(f"{tenant}:{hash_key(key)}" for tenant, key in KEYS.items()),
         "MAX_STREAM_UPLOAD_BYTES": str(STREAM_LIMIT),
     }
-    for name, port in REPLICAS.items():
+    ports = {name: stack.profile.gateway + offset for name, offset in REPLICAS.items()}
+    for name, port in ports.items():
         stack.start_extra(name, "gateway", port, {**env, "GATEWAY_PORT": str(port)})
-    yield {name: f"127.0.0.1:{port}" for name, port in REPLICAS.items()}
+    yield {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     for name in REPLICAS:
         stack.stop(name)
 
@@ -315,7 +317,7 @@ async def test_tls_gateway(stack: Stack, tmp_path: Path) -> None:
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip
-    port = 51071
+    port = stack.profile.gateway + 20
     stack.start_extra(
         "gateway-tls",
         "gateway",
