@@ -55,9 +55,12 @@ PROFILES = {
     "test": Profile(
         "test", 51051, 51052, 51053, 51054, 51055, 17233, 18233, 54330, 8433, 9433, 8180, 8988, headless=True
     ),
-    # A second test stack, so two test sessions can run side by side (CLAUSEWORK_TEST_PROFILE=test2).
+    # A second test stack, so two test sessions can run side by side (CLAUSEWORK_TEST_PROFILE=test2 or test3).
     "test2": Profile(
         "test2", 52051, 52052, 52053, 52054, 52055, 27233, 28233, 54340, 8533, 9533, 8280, 9088, headless=True
+    ),
+    "test3": Profile(
+        "test3", 54051, 54052, 54053, 54054, 54055, 47233, 48233, 54360, 8733, 9733, 8480, 9288, headless=True
     ),
     # `make bench` runs on its own stack, so benchmarks never touch a developer's data.
     "bench": Profile(
