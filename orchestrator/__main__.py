@@ -11,15 +11,22 @@ from temporalio.client import Client
 from contracts.internal.v1 import llm_pb2_grpc, parser_pb2_grpc, store_pb2_grpc
 from orchestrator.activities import ExtractionActivities
 from orchestrator.settings import WorkerSettings
+from orchestrator.telemetry import temporal_runtime
 from orchestrator.worker import build_worker
 from services.common.jsonlog import configure_logging
 from services.common.rpc import channel, serve
+from services.common.telemetry import configure_tracing, temporal_interceptors
 
 log = logging.getLogger("orchestrator")
 
 
 async def main(settings: WorkerSettings) -> None:
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        interceptors=temporal_interceptors(),
+        runtime=temporal_runtime(settings.host, settings.temporal_metrics_port),
+    )
     channels = [
         channel(address, settings.max_message_bytes)
         for address in (settings.store_address, settings.parser_address, settings.llm_address)
@@ -54,4 +61,5 @@ async def main(settings: WorkerSettings) -> None:
 if __name__ == "__main__":
     settings = WorkerSettings()
     configure_logging("worker", settings.log_level)
+    configure_tracing("worker")
     asyncio.run(main(settings))

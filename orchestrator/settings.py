@@ -23,3 +23,5 @@ class WorkerSettings(ServerSettings):
     # Activities mostly wait on gRPC calls, so many can run at once per worker.
     max_concurrent_activities: int = 64
     max_concurrent_workflow_tasks: int = 64
+    # The Temporal SDK's own metrics (Prometheus format, served by its core) on this port; 0 = off.
+    temporal_metrics_port: int = 0

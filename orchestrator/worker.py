@@ -8,6 +8,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from orchestrator.activities import ExtractionActivities
+from orchestrator.telemetry import ActivityTelemetry
 from orchestrator.workflows import ExtractionWorkflow
 
 
@@ -33,4 +34,6 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=graceful_shutdown,
+        # Tracing interceptors, when on, come from the client (services.common.telemetry).
+        interceptors=[ActivityTelemetry()],
     )

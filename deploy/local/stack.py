@@ -49,6 +49,15 @@ class Profile:
     headless: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
+    def metrics_port(self, name: str) -> int:
+        """Prometheus metrics of one of our processes: its gRPC port + METRICS_OFFSET."""
+        return int(getattr(self, name)) + METRICS_OFFSET
+
+    @property
+    def temporal_metrics_port(self) -> int:
+        """The Temporal SDK's own metrics, served by the worker."""
+        return self.worker + TEMPORAL_METRICS_OFFSET
+
 
 PROFILES = {
     "dev": Profile("dev", 50051, 50052, 50053, 50054, 50055, 7233, 8233, 54320, 8333, 9333, 8080, 8888),
@@ -67,6 +76,13 @@ PROFILES = {
         "bench", 53051, 53052, 53053, 53054, 53055, 37233, 38233, 54350, 8633, 9633, 8380, 9188, headless=True
     ),
 }
+
+# Metrics ports sit this far above the gRPC port of the same process (profiles are 1000 apart, test
+# replicas 10-30 above a profile's ports, so these collide with nothing).
+METRICS_OFFSET = 100
+TEMPORAL_METRICS_OFFSET = 200
+# Temporal search attributes our workflows carry (orchestrator.search); registered at start-dev.
+SEARCH_ATTRIBUTES = {"ExtractionId": "Keyword", "TenantId": "Keyword"}
 
 SERVICES = ("store", "parser", "llm", "gateway", "worker")
 INFRA = ("postgres", "s3", "temporal")
@@ -137,6 +153,8 @@ class Stack:
         self.external_database = os.environ.get("DATABASE_URL") if profile.name == "dev" else None
         self.external_s3 = os.environ.get("S3_ENDPOINT_URL") if profile.name == "dev" else None
         self.extra_ports: dict[str, int] = {}
+        # Added to every process's environment from the next (re)start on, e.g. an OTLP endpoint.
+        self.extra_env: dict[str, str] = {}
         # Processes this object spawned: their exit status is known exactly, without reading /proc.
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -166,6 +184,8 @@ class Stack:
             "LLM_PORT": str(p.llm),
             "STORE_PORT": str(p.store),
             "WORKER_PORT": str(p.worker),
+            **{f"{name.upper()}_METRICS_PORT": str(p.metrics_port(name)) for name in SERVICES},
+            "WORKER_TEMPORAL_METRICS_PORT": str(p.temporal_metrics_port),
             "STORE_ADDRESS": f"127.0.0.1:{p.store}",
             "PARSER_ADDRESS": f"127.0.0.1:{p.parser}",
             "LLM_ADDRESS": f"127.0.0.1:{p.llm}",
@@ -176,6 +196,7 @@ class Stack:
             # Local stacks run without API keys; the gateway says so loudly at start-up.
             "GATEWAY_AUTH_DISABLED": "true",
             **p.extra_env,
+            **self.extra_env,
         }
 
     # ---- process bookkeeping -------------------------------------------------------------------------
@@ -360,6 +381,8 @@ class Stack:
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
             "--log-level", "warn",
         ]  # fmt: skip
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            command += ["--search-attribute", f"{name}={kind}"]
         if p.headless:
             command.append("--headless")
         self._spawn("temporal", command)
@@ -395,10 +418,16 @@ class Stack:
             self.wait_ready(name)
 
     def start_extra(self, name: str, module: str, port: int, env: dict[str, str], wait: bool = True) -> None:
-        """Another replica of one of our processes (`module`), with its own port and settings."""
+        """Another replica of one of our processes (`module`), with its own port and settings; its
+        metrics ports are derived from `port` like the profile's, unless `env` sets them."""
         self.extra_ports[name] = port
+        derived = {}
+        if module in MODULES:
+            derived[f"{module.upper()}_METRICS_PORT"] = str(port + METRICS_OFFSET)
+            if module == "worker":
+                derived["WORKER_TEMPORAL_METRICS_PORT"] = str(port + TEMPORAL_METRICS_OFFSET)
         if not self.running(name):
-            self._spawn(name, [sys.executable, "-m", MODULES.get(module, module)], {**self.env(), **env})
+            self._spawn(name, [sys.executable, "-m", MODULES.get(module, module)], {**self.env(), **derived, **env})
         if wait:
             self.wait_ready(name)
 
@@ -471,6 +500,10 @@ class Stack:
         for name, port, what in rows:
             pid = None if name == "postgres" else self._pid(name)
             state = "running" if self.running(name) else "stopped"
+            if name in SERVICES:
+                what += f"; metrics http://127.0.0.1:{p.metrics_port(name)}/metrics"
+            if name == "worker":
+                what += f", Temporal SDK metrics :{p.temporal_metrics_port}"
             yield name, state, port, f"{what}" + (f" (pid {pid})" if pid else "")
 
 

@@ -20,7 +20,9 @@ from grpc_reflection.v1alpha import reflection
 
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from services.common.errors import ErrorInterceptor
+from services.common.metrics import MetricsInterceptor, serve_metrics
 from services.common.settings import MiB, ServerSettings
+from services.common.telemetry import client_interceptors, server_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,8 @@ def channel(address: str, max_message_bytes: int = 64 * MiB) -> grpc.aio.Channel
 
     `round_robin` over every address the name resolves to: with a headless Kubernetes Service and a
     `dns:///` target each replica gets calls, instead of one long-lived HTTP/2 connection pinning a
-    client to one pod. Keepalive notices dead peers (a SIGKILLed pod) in seconds, not minutes.
+    client to one pod. Keepalive notices dead peers (a SIGKILLed pod) in seconds, not minutes. With
+    tracing on, each call gets a client span whose context travels in the call's metadata.
     """
     options = [
         *message_size_options(max_message_bytes),
@@ -48,7 +51,7 @@ def channel(address: str, max_message_bytes: int = 64 * MiB) -> grpc.aio.Channel
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 2_000),
     ]
-    return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.insecure_channel(address, options=options, interceptors=client_interceptors() or None)
 
 
 async def serve(
@@ -60,9 +63,15 @@ async def serve(
     stop_when: asyncio.Future[Any] | None = None,
     tls: tuple[bytes, bytes] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop_when` completes), then drain. `register` adds servicers."""
+    """Serve until SIGTERM/SIGINT (or `stop_when` completes), then drain. `register` adds servicers.
+
+    Interceptors, outermost first: the tracing span (when tracing is on), metrics, error mapping. Metrics
+    are served on `settings.metrics_port` unless it is 0.
+    """
+    if settings.metrics_port:
+        serve_metrics(settings.host, settings.metrics_port)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        interceptors=[*server_interceptors(), MetricsInterceptor(), ErrorInterceptor()],
         options=[
             *message_size_options(settings.max_message_bytes),
             # Accept client keepalive pings as often as our own clients send them.

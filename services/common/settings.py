@@ -21,6 +21,8 @@ class ServerSettings(ProcessSettings):
 
     host: str = "127.0.0.1"
     port: int = 0
+    # Prometheus metrics over HTTP on this port (the same host), e.g. PARSER_METRICS_PORT; 0 = off.
+    metrics_port: int = 0
     # How long in-flight calls may run after SIGTERM; Kubernetes' terminationGracePeriodSeconds must exceed it.
     shutdown_grace_seconds: float = Field(default=20.0, validation_alias="SHUTDOWN_GRACE_SECONDS")
     max_message_bytes: int = Field(default=64 * MiB, validation_alias="GRPC_MAX_MESSAGE_BYTES")

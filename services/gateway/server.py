@@ -18,6 +18,7 @@ from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from orchestrator.payloads import WORKFLOW_NAME, ExtractionInput, workflow_id
+from orchestrator.search import extraction_attributes
 from services.common.errors import InvalidArgument, Unavailable
 from services.gateway.auth import ApiKeys
 from services.gateway.uploads import (
@@ -50,6 +51,7 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         task_queue: str,
         max_upload_bytes: int,
         max_stream_upload_bytes: int,
+        search_attributes: bool = True,
     ) -> None:
         self._store = store
         self._temporal = temporal
@@ -57,6 +59,7 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         self._task_queue = task_queue
         self._max_upload_bytes = max_upload_bytes
         self._max_stream_upload_bytes = max_stream_upload_bytes
+        self._search_attributes = search_attributes
 
     def _tenant(self, context: Context) -> str:
         return self._keys.tenant(context.invocation_metadata())  # type: ignore[arg-type]
@@ -74,7 +77,7 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
             ),
             timeout=STORE_TIMEOUT_SECONDS,
         )
-        return await self._accepted(created, len(request.content))
+        return await self._accepted(created, len(request.content), tenant)
 
     async def UploadExtraction(
         self, request_iterator: AsyncIterator[pb.UploadExtractionRequest], context: Context
@@ -136,20 +139,21 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
             ),
             timeout=STORE_TIMEOUT_SECONDS,
         )
-        return await self._accepted(created, size)
+        return await self._accepted(created, size, tenant)
 
-    async def _accepted(self, created: store_pb2.CreateExtractionResponse, size: int) -> pb.Extraction:
+    async def _accepted(self, created: store_pb2.CreateExtractionResponse, size: int, tenant: str) -> pb.Extraction:
         extraction = created.extraction
         # Also for a repeated request_id still PENDING: the first call may have died before starting it.
         if extraction.state == pb.STATE_PENDING:
-            await self._start_workflow(extraction.id, created.document_key)
+            await self._start_workflow(extraction, created.document_key, tenant)
         log.info(
             "extraction accepted",
             extra={"extraction_id": extraction.id, "is_new": created.created, "size_bytes": size},
         )
         return extraction
 
-    async def _start_workflow(self, extraction_id: str, document_key: str) -> None:
+    async def _start_workflow(self, extraction: pb.Extraction, document_key: str, tenant: str) -> None:
+        extraction_id = extraction.id
         try:
             await self._temporal.start_workflow(
                 WORKFLOW_NAME,
@@ -157,6 +161,10 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
                 id=workflow_id(extraction_id),
                 task_queue=self._task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # Operators find the workflow by extraction or tenant (orchestrator.search); the memo is
+                # shown in the Temporal UI.
+                search_attributes=extraction_attributes(extraction_id, tenant) if self._search_attributes else None,
+                memo={"filename": extraction.document.filename, "tenant": tenant},
             )
         except WorkflowAlreadyStartedError:
             pass

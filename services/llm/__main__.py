@@ -10,6 +10,7 @@ import grpc
 from contracts.internal.v1 import llm_pb2, llm_pb2_grpc, store_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import channel, serve, service_name
+from services.common.telemetry import configure_tracing
 from services.llm.backends import build_backend
 from services.llm.server import LlmServicer
 from services.llm.settings import LlmSettings
@@ -46,4 +47,5 @@ async def main(settings: LlmSettings) -> None:
 if __name__ == "__main__":
     settings = LlmSettings()
     configure_logging("llm", settings.log_level)
+    configure_tracing("llm")
     asyncio.run(main(settings))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import grpc
+from prometheus_client import Counter
 
 from contracts.internal.v1 import document_pb2, llm_pb2, llm_pb2_grpc, store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
@@ -16,6 +17,18 @@ from services.llm.clauses import to_clauses
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_SECONDS = 0.5
+
+DOCUMENTS = Counter("clausework_llm_documents", "Documents whose clauses were extracted.")
+CHUNKS = Counter(
+    "clausework_llm_chunks", "Chunks of text the backend worked through (the embedded model: one a document)."
+)
+PROMPT_TOKENS = Counter(
+    "clausework_llm_prompt_tokens", "Prompt tokens spent on an LLM endpoint (zero for the embedded model)."
+)
+COMPLETION_TOKENS = Counter(
+    "clausework_llm_completion_tokens", "Completion tokens spent on an LLM endpoint (zero for the embedded model)."
+)
+CLAUSES = Counter("clausework_llm_clauses", "Clauses extracted.")
 
 
 class ProgressReporter:
@@ -34,6 +47,10 @@ class ProgressReporter:
     def report(self, done: int, total: int) -> None:
         self._latest = (done, total)
         self._changed.set()
+
+    @property
+    def chunks_done(self) -> int:
+        return self._latest[0] if self._latest is not None else 0
 
     async def _send(self) -> None:
         if self._latest is None or self._latest == self._sent:
@@ -94,14 +111,20 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                 found = await self._backend.extract(parsed.text, progress.report)
             finally:
                 await progress.close()
+                CHUNKS.inc(progress.chunks_done)
             usage = pb.Usage(prompt_tokens=found.prompt_tokens, completion_tokens=found.completion_tokens)
             result = llm_pb2.ExtractedClauses(
                 clauses=to_clauses(parsed, found.spans), model=self._backend.model_name, usage=usage
             )
             await write_object(self._store, request.target_key, result.SerializeToString(), self._object_timeout)
+        DOCUMENTS.inc()
+        CLAUSES.inc(len(result.clauses))
+        PROMPT_TOKENS.inc(usage.prompt_tokens)
+        COMPLETION_TOKENS.inc(usage.completion_tokens)
         log.info(
             "extracted",
             extra={
+                "extraction_id": request.extraction_id,
                 "key": request.source_key,
                 "clauses": len(result.clauses),
                 "prompt_tokens": usage.prompt_tokens,

@@ -9,6 +9,7 @@ import grpc
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import channel, serve, service_name
+from services.common.telemetry import configure_tracing
 from services.parser.pdftext import OcrOptions, find_tessdata
 from services.parser.server import ParserServicer
 from services.parser.settings import ParserSettings
@@ -42,4 +43,5 @@ async def main(settings: ParserSettings) -> None:
 if __name__ == "__main__":
     settings = ParserSettings()
     configure_logging("parser", settings.log_level)
+    configure_tracing("parser")
     asyncio.run(main(settings))

@@ -6,12 +6,16 @@ import asyncio
 import logging
 
 import grpc
+from prometheus_client import Counter
 
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
 from services.common.rpc import read_object, write_object
 from services.parser.pdftext import OcrOptions, parse_pdf
 
 log = logging.getLogger(__name__)
+
+DOCUMENTS_PARSED = Counter("clausework_parser_documents", "Documents parsed successfully.")
+PAGES_PARSED = Counter("clausework_parser_pages", "Pages of the documents parsed successfully.")
 
 
 class ParserServicer(parser_pb2_grpc.ParserServiceServicer):
@@ -36,5 +40,15 @@ class ParserServicer(parser_pb2_grpc.ParserServiceServicer):
             del data
             payload = parsed.SerializeToString()
             await write_object(self._store, request.target_key, payload, self._object_timeout)
-        log.info("parsed", extra={"key": request.source_key, "pages": len(parsed.pages), "chars": len(parsed.text)})
+        DOCUMENTS_PARSED.inc()
+        PAGES_PARSED.inc(len(parsed.pages))
+        log.info(
+            "parsed",
+            extra={
+                "key": request.source_key,
+                "target": request.target_key,
+                "pages": len(parsed.pages),
+                "chars": len(parsed.text),
+            },
+        )
         return parser_pb2.ParseDocumentResponse(page_count=len(parsed.pages), char_count=len(parsed.text))

@@ -11,6 +11,7 @@ import grpc
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import serve, service_name
+from services.common.telemetry import configure_tracing
 from services.store.changes import ChangeFeed
 from services.store.extractions import ExtractionStore
 from services.store.migrations import migrate
@@ -57,4 +58,5 @@ async def main(settings: StoreSettings) -> None:
 if __name__ == "__main__":
     settings = StoreSettings()
     configure_logging("store", settings.log_level)
+    configure_tracing("store")
     asyncio.run(main(settings))

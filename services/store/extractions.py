@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 from google.protobuf import json_format, timestamp_pb2
+from prometheus_client import Counter
 
 from contracts.internal.v1 import llm_pb2
 from contracts.v1 import extraction_pb2 as pb
@@ -37,6 +38,13 @@ MAX_FILENAME_CHARS = 255
 DEFAULT_TENANT = "default"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+
+# Each transition counted once, by the replica that made it (the row changed): sum over replicas.
+EXTRACTIONS = Counter(
+    "clausework_extractions",
+    "Extractions that entered a state: PENDING when created, then SUCCEEDED, FAILED or CANCELLED.",
+    ["state"],
+)
 
 _SELECT = """
 SELECT e.*, d.size_bytes, d.page_count, d.char_count, d.object_key
@@ -184,6 +192,7 @@ class ExtractionStore:
             existing = await self._by_request_id(tenant, request_id)
             assert existing is not None
             return existing
+        EXTRACTIONS.labels("PENDING").inc()
         extraction, _ = await self.get(str(inserted), with_clauses=False)
         log.info("extraction created", extra={"extraction_id": str(inserted), "size_bytes": size})
         return Created(extraction, True, key)
@@ -344,6 +353,8 @@ class ExtractionStore:
                     page_count,
                     char_count,
                 )
+        if sha256 is not None and state in TERMINAL_STATES:
+            EXTRACTIONS.labels(pb.State.Name(state).removeprefix("STATE_")).inc()  # type: ignore[arg-type]
         extraction, _ = await self.get(extraction_id, with_clauses=False)
         return extraction
 
@@ -419,5 +430,6 @@ class ExtractionStore:
                 extracted.usage.prompt_tokens,
                 extracted.usage.completion_tokens,
             )
+        EXTRACTIONS.labels("SUCCEEDED").inc()
         log.info("extraction completed", extra={"extraction_id": extraction_id, "clauses": len(records)})
         return len(records), key
