@@ -6,11 +6,12 @@ STACK := $(PY) deploy/local/stack.py
 SAMPLE := samples/sample-contract.pdf
 SERVICES := postgres s3 temporal store parser llm gateway worker
 
-.PHONY: help setup llm-server train crossval eval demo up down ps protos test test-unit lint fmt clean $(addprefix logs-,$(SERVICES))
+.PHONY: help setup llm-server train crossval eval demo up down ps protos test test-unit drills lint fmt clean $(addprefix logs-,$(SERVICES))
 
 help:
 	@echo "make demo    start the stack and extract $(SAMPLE)"
 	@echo "make test    run unit + integration tests (starts and stops its own stack)"
+	@echo "make drills  fault drills: a batch in flight while each component fails (also part of make test)"
 	@echo "make up | down | ps | logs-<name> | protos | lint"
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
@@ -64,6 +65,9 @@ lint: setup
 
 test: setup llm-server
 	$(PY) -m pytest
+
+drills: setup
+	$(PY) -m pytest tests/drills
 
 test-unit: setup
 	$(PY) -m pytest -m "not integration"

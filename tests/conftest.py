@@ -27,7 +27,7 @@ CUAD = ROOT.parent / "shared" / "cuad"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/integration/" in item.nodeid:
+        if "tests/integration/" in item.nodeid or "tests/drills/" in item.nodeid:
             item.add_marker(pytest.mark.integration)
 
 
