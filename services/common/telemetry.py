@@ -82,7 +82,7 @@ def server_interceptors() -> list[grpc.aio.ServerInterceptor]:  # type: ignore[t
     from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
     untraced = filters.any_of(*(filters.service_name(name) for name in UNTRACED_SERVICES))
-    return [aio_server_interceptor(filter_=filters.negate(untraced))]  # type: ignore[no-untyped-call]
+    return [aio_server_interceptor(_provider, filter_=filters.negate(untraced))]  # type: ignore[no-untyped-call]
 
 
 def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
@@ -91,7 +91,7 @@ def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
         return []
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors()  # type: ignore[no-untyped-call]
+    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors(_provider)  # type: ignore[no-untyped-call]
     return interceptors
 
 
@@ -102,7 +102,7 @@ def temporal_interceptors() -> list[temporalio.client.Interceptor]:
         return []
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
-    return [TracingInterceptor()]
+    return [TracingInterceptor(_provider.get_tracer(__name__))]
 
 
 def current_trace_ids() -> tuple[str, str] | None:

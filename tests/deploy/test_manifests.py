@@ -32,6 +32,8 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.common.telemetry import tracing_configured
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEPLOY = ROOT / "deploy"
@@ -79,6 +81,9 @@ SECRETISH = re.compile(r"PASSWORD|PASSWD|_PWD$|SECRET|TOKEN|API_KEY|ACCESS_KEY|D
 SETTINGS_ENV = re.compile(
     r"^(GATEWAY|PARSER|LLM|STORE|WORKER|TEMPORAL|S3|AWS|DATABASE|OPENAI|GRPC|MAX_UPLOAD)_|^(LOG_LEVEL|SHUTDOWN_GRACE_SECONDS)$"
 )
+# Prometheus metrics of every process, and the Temporal SDK's own metrics of the worker (HTTP /metrics).
+METRICS_PORT = 9090
+TEMPORAL_METRICS_PORT = 9091
 ADDRESS = re.compile(r"^dns:///(?P<service>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc\.cluster\.local:(?P<port>\d+)$")
 
 
@@ -290,7 +295,7 @@ def test_grpc_probes_check_the_serving_port(overlay: str) -> None:
     for process, spec in PROCESSES.items():
         c = container(deployment(overlay, process))
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        assert ports == {"grpc": spec.port}, process
+        assert ports["grpc"] == spec.port and c["ports"][0]["name"] == "grpc", process
         env = pod_env(overlay, process)
         assert env[f"{spec.prefix}_PORT"] == str(spec.port), process
         assert env[f"{spec.prefix}_HOST"] == "0.0.0.0", f"{process} must listen on the pod's interfaces"
@@ -300,6 +305,31 @@ def test_grpc_probes_check_the_serving_port(overlay: str) -> None:
             assert c[probe]["grpc"].get("service", "") == "", f"{process}.{probe}: overall server health"
         # Liveness must not kill a pod that is merely draining or slow to answer once.
         assert c["livenessProbe"]["failureThreshold"] * c["livenessProbe"]["periodSeconds"] >= 20, process
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_metrics_are_served_declared_and_annotated(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each process serves metrics on the port its container declares and its pod annotations name."""
+    for process in PROCESSES:
+        dep = deployment(overlay, process)
+        ports = {p["name"]: p["containerPort"] for p in container(dep)["ports"]}
+        expected = {"grpc": PROCESSES[process].port, "metrics": METRICS_PORT}
+        if process == "worker":
+            expected["temporal-metrics"] = TEMPORAL_METRICS_PORT
+        assert ports == expected, process
+        settings = settings_for(process, pod_env(overlay, process), monkeypatch)
+        assert settings.metrics_port == METRICS_PORT, process
+        if process == "worker":
+            assert settings.temporal_metrics_port == TEMPORAL_METRICS_PORT
+        annotations = dep["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", process
+        assert annotations["prometheus.io/port"] == str(METRICS_PORT), process
+        assert annotations["prometheus.io/path"] == "/metrics", process
+    # Tracing is there to switch on (an overlay sets the collector's endpoint), off as shipped.
+    cm = config(overlay)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in cm
+    assert not tracing_configured(cm)
+    assert tracing_configured({**cm, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4317"})
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -607,6 +637,9 @@ def test_compose_environment_configures_the_code(monkeypatch: pytest.MonkeyPatch
         env = {**image_env, **{k: interpolate(str(v)) for k, v in raw.items() if v is not None}}
         settings = settings_for(process, env, monkeypatch)
         assert (settings.host, settings.port) == ("0.0.0.0", spec.port), process
+        assert settings.metrics_port == METRICS_PORT, process
+        if process == "worker":
+            assert settings.temporal_metrics_port == TEMPORAL_METRICS_PORT
         if process == "store":
             assert settings.s3_endpoint_url == "http://s3:8333"
             assert settings.database_url == "postgresql://postgres:<POSTGRES_PASSWORD>@postgres:5432/clausework"
