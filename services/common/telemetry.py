@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-import temporalio.client
+if TYPE_CHECKING:  # imported where used, so that an untraced process loads none of it
+    import grpc
+    import temporalio.client
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def configure_tracing(service: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     name = os.environ.get("OTEL_SERVICE_NAME", "").strip() or service
+    # Spans still buffered are exported at interpreter exit (the provider's atexit hook), after the drain.
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -67,12 +69,6 @@ def configure_tracing(service: str) -> bool:
 
 def tracing_enabled() -> bool:
     return _provider is not None
-
-
-def shutdown_tracing() -> None:
-    """Export the spans still buffered (also done at interpreter exit)."""
-    if _provider is not None:
-        _provider.shutdown()
 
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
