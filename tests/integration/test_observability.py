@@ -119,13 +119,13 @@ async def wait_for_trace(receiver: Receiver, wanted: set[str], timeout: float = 
         for trace_id in creates:
             services = {s.service for s in receiver.spans if s.trace_id == trace_id}
             names = {s.name for s in receiver.spans if s.trace_id == trace_id}
-            if wanted <= services and "RunActivity:complete_extraction" in names:
+            if wanted <= services and {"RunActivity:complete_extraction", "RunWorkflow:ExtractionWorkflow"} <= names:
                 return
         await asyncio.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
-async def observed(stack: Stack, gateway: Gateway) -> AsyncIterator[Observed]:
+async def observed(stack: Stack, gateway: Gateway, temporal: Client) -> AsyncIterator[Observed]:
     receiver = Receiver()
     server = grpc.aio.server()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
@@ -147,13 +147,19 @@ async def observed(stack: Stack, gateway: Gateway) -> AsyncIterator[Observed]:
             timeout=30,
         )
         extraction = await wait_terminal(gateway, created.id)
+        await temporal.get_workflow_handle(workflow_id(created.id)).result()  # the worker is done with it too
         # One failing call too, to see errors counted by code at the gateway and the store.
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await gateway.GetExtraction(pb.GetExtractionRequest(id=str(uuid.uuid4())), timeout=10)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         await wait_for_trace(receiver, set(SERVICES))
         after = await asyncio.to_thread(scrape, stack)
-        sdk = await asyncio.to_thread(fetch, f"http://127.0.0.1:{stack.profile.temporal_metrics_port}/metrics")
+        sdk = ""
+        for _ in range(50):  # the SDK records a completion as it reports it
+            sdk = await asyncio.to_thread(fetch, f"http://127.0.0.1:{stack.profile.temporal_metrics_port}/metrics")
+            if "temporal_workflow_completed" in sdk:
+                break
+            await asyncio.sleep(0.2)
         yield Observed(extraction, receiver, before, after, sdk)
     finally:
         stack.extra_env.clear()
