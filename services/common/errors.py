@@ -4,6 +4,8 @@ Logic modules raise `ServiceError` subclasses and know nothing of gRPC; `ErrorIn
 into a status code, a human message and a machine-readable reason in the `error-reason` trailer (the
 orchestrator reads it to tell bad input from transient faults). A failed downstream call passes its
 status through; anything else becomes INTERNAL, logged with its traceback but never sent to the client.
+A request that is not a valid message (e.g. invalid UTF-8 in a string field) is INVALID_ARGUMENT with
+reason MALFORMED_REQUEST, not grpc's UNKNOWN.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,40 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
     return error.code().name
 
 
+class _Malformed:
+    """Stands in for a request message that failed to parse, so the servicer call can refuse it."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError as exc:
+            return _Malformed(str(exc))
+
+    return deserialize
+
+
+def _check(request: Any) -> Any:
+    if isinstance(request, _Malformed):
+        raise InvalidArgument(
+            f"the request is not a valid protobuf message (string fields must be UTF-8): {request.error}",
+            reason="MALFORMED_REQUEST",
+        )
+    return request
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _check(request)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
     if isinstance(exc, ServiceError):
         log.info("rpc error", extra={"method": method, "code": exc.code.name, "reason": exc.reason})
@@ -71,10 +108,12 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, me
     await context.abort(grpc.StatusCode.INTERNAL, "internal error", trailing_metadata=((REASON_KEY, "INTERNAL"),))
 
 
-def _wrap_unary(behavior: Callable[[Any, Any], Awaitable[Any]], method: str) -> Callable[[Any, Any], Awaitable[Any]]:
+def _wrap_unary(
+    behavior: Callable[[Any, Any], Awaitable[Any]], method: str, streaming: bool = False
+) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapper(request: Any, context: Any) -> Any:
         try:
-            return await behavior(request, context)
+            return await behavior(_checked(request) if streaming else _check(request), context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -84,11 +123,11 @@ def _wrap_unary(behavior: Callable[[Any, Any], Awaitable[Any]], method: str) -> 
 
 
 def _wrap_stream(
-    behavior: Callable[[Any, Any], AsyncIterator[Any]], method: str
+    behavior: Callable[[Any, Any], AsyncIterator[Any]], method: str, streaming: bool = False
 ) -> Callable[[Any, Any], AsyncIterator[Any]]:
     async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
         try:
-            result: Any = behavior(request, context)
+            result: Any = behavior(_checked(request) if streaming else _check(request), context)
             if hasattr(result, "__aiter__"):
                 async for response in result:
                     yield response
@@ -115,15 +154,19 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         method = handler_call_details.method
         codec = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _lenient(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **codec)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method), **codec)
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary, method, streaming=True), **codec
+            )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **codec)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **codec)
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream(handler.stream_stream, method, streaming=True), **codec
+            )
         return handler

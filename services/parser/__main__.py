@@ -9,14 +9,17 @@ import grpc
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import channel, serve, service_name
+from services.common.settings import MiB
 from services.common.telemetry import configure_tracing
+from services.parser import sandbox
 from services.parser.pdftext import OcrOptions, find_tessdata
+from services.parser.sandbox import ParseLimits
 from services.parser.server import ParserServicer
 from services.parser.settings import ParserSettings
 
 
 async def main(settings: ParserSettings) -> None:
-    import pymupdf  # noqa: F401  -- load it now, not on the first request
+    sandbox.start()  # its forkserver loads PyMuPDF now, not on the first request
 
     store_channel = channel(settings.store_address, settings.max_message_bytes)
     ocr = None
@@ -25,8 +28,13 @@ async def main(settings: ParserSettings) -> None:
         if tessdata is None:
             raise SystemExit("PARSER_OCR_ENABLED=true but Tesseract is not installed (apt-get install tesseract-ocr)")
         ocr = OcrOptions(language=settings.ocr_language, max_pages=settings.ocr_max_pages, tessdata=tessdata)
+    limits = ParseLimits(memory_bytes=settings.parse_memory_mib * MiB, timeout_seconds=settings.parse_timeout_seconds)
     servicer = ParserServicer(
-        store_pb2_grpc.StoreServiceStub(store_channel), settings.concurrency, settings.object_timeout_seconds, ocr
+        store_pb2_grpc.StoreServiceStub(store_channel),
+        settings.concurrency,
+        settings.object_timeout_seconds,
+        ocr,
+        limits,
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -78,6 +78,16 @@ def _open(data: bytes) -> pymupdf.Document:
     return document
 
 
+def _readable(document: pymupdf.Document, page: pymupdf.Page) -> bool:
+    """Whether the page's own object loads: MuPDF shows a page it cannot read (e.g. nested past its
+    limits) as a blank one."""
+    try:
+        document.xref_get_key(page.xref, "Type")
+    except Exception:
+        return False
+    return True
+
+
 def _text_chars(page: pymupdf.Page, flags: int) -> int:
     return sum(not ch.isspace() for ch in page.get_text("text", flags=flags))
 
@@ -96,6 +106,7 @@ def parse_pdf(data: bytes, ocr: OcrOptions | None = None) -> document_pb2.Parsed
     parsed = document_pb2.ParsedDocument(parser=PARSER_NAME)
     pieces: list[str] = []
     offset = 0
+    unreadable = 0
     try:
         for index, page in enumerate(document):
             if index:
@@ -124,10 +135,17 @@ def parse_pdf(data: bytes, ocr: OcrOptions | None = None) -> document_pb2.Parsed
                 pieces.append(text)
                 offset += len(text)
             out_page.char_end = offset
+            if first_block:  # no text: blank, scanned, or unreadable?
+                unreadable += not _readable(document, page)
     finally:
         document.close()
     parsed.text = "".join(pieces)
     if sum(not ch.isspace() for ch in parsed.text[: MIN_TEXT_CHARS * 64]) < MIN_TEXT_CHARS:
+        if unreadable:
+            raise InvalidDocument(
+                f"the PDF cannot be read: {unreadable} of {len(parsed.pages)} pages are damaged or nested too deeply",
+                reason="CORRUPT_PDF",
+            )
         if ocr is None:
             raise InvalidDocument("no text layer: scanned document (OCR is not enabled)", reason="NO_TEXT_LAYER")
         raise InvalidDocument("no text found, even with OCR: blank or unreadable scan", reason="NO_TEXT_LAYER")

@@ -1,4 +1,4 @@
-"""Thin gRPC layer of the parser: fetch the PDF, parse it off the event loop, store the result."""
+"""Thin gRPC layer of the parser: fetch the PDF, parse it in a sandboxed child process, store the result."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from prometheus_client import Counter
 
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
 from services.common.rpc import read_object, write_object
-from services.parser.pdftext import OcrOptions, parse_pdf
+from services.parser.pdftext import OcrOptions
+from services.parser.sandbox import ParseLimits, parse_isolated
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,11 @@ class ParserServicer(parser_pb2_grpc.ParserServiceServicer):
         concurrency: int,
         object_timeout: float,
         ocr: OcrOptions | None = None,
+        limits: ParseLimits | None = None,
     ) -> None:
         self._store = store
         self._ocr = ocr
+        self._limits = limits or ParseLimits()
         self._slots = asyncio.Semaphore(concurrency)
         self._object_timeout = object_timeout
 
@@ -36,7 +39,8 @@ class ParserServicer(parser_pb2_grpc.ParserServiceServicer):
     ) -> parser_pb2.ParseDocumentResponse:
         async with self._slots:
             data = await read_object(self._store, request.source_key, self._object_timeout)
-            parsed = await asyncio.to_thread(parse_pdf, data, self._ocr)
+            # In a child process with a memory limit and a deadline (services.parser.sandbox).
+            parsed = await asyncio.to_thread(parse_isolated, data, self._ocr, self._limits)
             del data
             payload = parsed.SerializeToString()
             await write_object(self._store, request.target_key, payload, self._object_timeout)

@@ -22,3 +22,7 @@ class ParserSettings(ServerSettings):
     ocr_enabled: bool = False
     ocr_language: str = "eng"
     ocr_max_pages: int = 300
+    # Each document is parsed in a child process (services.parser.sandbox) that may use this much memory
+    # beyond the document's own size, for at most this long; past either it fails DOCUMENT_TOO_COMPLEX.
+    parse_memory_mib: int = 1024
+    parse_timeout_seconds: float = 480.0

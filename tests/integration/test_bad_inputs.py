@@ -1,103 +1,261 @@
-"""Bad uploads: rejected at once with a clear status (nothing stored), or FAILED with a reason and no retries."""
+"""The bad-input corpus (tests/corpus) against the real stack, through the public gateway.
+
+For every case: the expected status or FAILED reason; a bounded time; nothing half stored (a refused
+call leaves no row and no object; a FAILED extraction is one FAILED row without clauses, result or
+intermediate objects); no retries burned (every activity ran once); and, after the whole corpus, every
+service still healthy, a normal contract still extracted, and the parser's memory within budget.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
-from typing import TypeAlias
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypeAlias
 
 import asyncpg
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from orchestrator.payloads import workflow_id
+from deploy.local.stack import Stack
+from orchestrator.payloads import parsed_key, workflow_id
+from services.common.errors import error_reason
+from services.store.extractions import result_key
 from services.store.objects import ObjectStore
-from tests import pdfs
+from tests import corpus
 from tests.conftest import wait_terminal
 
 Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 MiB = 1024 * 1024
+# Seconds a refusal may take, and an accepted case until its terminal state.
+REFUSE_SECONDS = 15.0
+TERMINAL_SECONDS = 60.0
+# Peak resident memory of the parser (the server process; each document's child is limited separately).
+PARSER_BUDGET_MIB = 600
+GATEWAY_BUDGET_MIB = 600
+CREATE = "/contracts.v1.ExtractionService/CreateExtraction"
 
 
-async def counts(db: asyncpg.Pool, objects: ObjectStore) -> tuple[int, int, int]:
+@pytest.fixture(scope="module")
+async def channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
+    options = [("grpc.max_send_message_length", 64 * MiB), ("grpc.max_receive_message_length", -1)]
+    async with grpc.aio.insecure_channel(stack.gateway_address, options=options) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def api(channel: grpc.aio.Channel) -> Gateway:
+    return extraction_pb2_grpc.ExtractionServiceStub(channel)
+
+
+async def stored(db: asyncpg.Pool, objects: ObjectStore) -> dict[str, int]:
+    """How many rows and objects of each kind exist."""
     async with db.acquire() as connection:
-        extractions = await connection.fetchval("SELECT count(*) FROM extractions")
-        documents = await connection.fetchval("SELECT count(*) FROM documents")
-    return extractions, documents, len(await objects.keys("documents/"))
+        counts = {
+            table: int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
+            for table in ("extractions", "documents", "clauses")
+        }
+    for prefix in ("documents/", "uploads/", "extractions/", "results/"):
+        counts[prefix] = len(await objects.keys(prefix))
+    return counts
 
 
-@pytest.mark.parametrize(
-    ("content", "code", "message"),
-    [
-        (b"", grpc.StatusCode.INVALID_ARGUMENT, "empty"),
-        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, grpc.StatusCode.INVALID_ARGUMENT, "not a PDF"),
-        (b"hello, this is text renamed to .pdf", grpc.StatusCode.INVALID_ARGUMENT, "not a PDF"),
-        (b"%PDF-1.7\n" + b"\0" * (32 * MiB), grpc.StatusCode.RESOURCE_EXHAUSTED, "limit"),
-    ],
-    ids=["empty", "png", "text", "over-32MiB"],
-)
-async def test_rejected_at_once_and_nothing_stored(
-    gateway: Gateway, db: asyncpg.Pool, objects: ObjectStore, content: bytes, code: grpc.StatusCode, message: str
-) -> None:
-    before = await counts(db, objects)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await gateway.CreateExtraction(
-            pb.CreateExtractionRequest(content=content, filename="x.pdf", request_id=str(uuid.uuid4())), timeout=30
-        )
-    assert raised.value.code() == code
-    assert message in (raised.value.details() or "")
-    assert await counts(db, objects) == before
+def request_id(case: corpus.Upload) -> str:
+    return str(uuid.uuid4()) if case.request_id is None else case.request_id
 
 
-async def test_far_over_the_limit_is_resource_exhausted(gateway: Gateway) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await gateway.CreateExtraction(
-            pb.CreateExtractionRequest(content=b"%PDF-1.7\n" + b"\0" * (40 * MiB)), timeout=30
-        )
-    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+async def create_with_raw_filename(channel: grpc.aio.Channel, case: corpus.Upload, content: bytes) -> pb.Extraction:
+    """CreateExtraction with the filename's bytes sent as they are: no protobuf library lets a client
+    put invalid UTF-8 in a string field, but anything can reach the port."""
+    assert case.raw_filename is not None
+    wire = pb.CreateExtractionRequest(content=content, request_id=request_id(case)).SerializeToString()
+    wire += b"\x12" + bytes([len(case.raw_filename)]) + case.raw_filename  # field 2 (filename), length-delimited
+    call = channel.unary_unary(CREATE, request_serializer=None, response_deserializer=pb.Extraction.FromString)
+    answer: pb.Extraction = await call(wire, timeout=30)
+    return answer
 
 
-@pytest.mark.parametrize(
-    ("content", "reason", "message"),
-    [
-        (pdfs.truncated_pdf(), "CORRUPT_PDF", "truncated"),
-        (pdfs.encrypted_pdf(), "ENCRYPTED_PDF", "encrypted"),
-        (pdfs.image_only_pdf(), "NO_TEXT_LAYER", "no text layer"),
-    ],
-    ids=["truncated", "encrypted", "scanned"],
-)
-async def test_unusable_pdf_fails_with_reason_without_retries(
-    gateway: Gateway, temporal: Client, content: bytes, reason: str, message: str
-) -> None:
-    created = await gateway.CreateExtraction(
-        pb.CreateExtractionRequest(content=content, filename="bad.pdf", request_id=str(uuid.uuid4())), timeout=30
-    )
-    extraction = await wait_terminal(gateway, created.id)
+async def stream_upload(api: Gateway, case: corpus.Upload, content: bytes) -> pb.Extraction:
+    metadata = pb.UploadMetadata(filename=case.filename, request_id=request_id(case), size_bytes=case.declared_size)
 
-    assert extraction.state == pb.STATE_FAILED
-    assert extraction.error.code == reason
-    assert message in extraction.error.message
-    assert not extraction.clauses
+    async def messages() -> AsyncIterator[pb.UploadExtractionRequest]:
+        if case.metadata_first:
+            yield pb.UploadExtractionRequest(metadata=metadata)
+        for start in range(0, len(content), MiB):
+            yield pb.UploadExtractionRequest(chunk=content[start : start + MiB])
+            if case.metadata_twice:
+                yield pb.UploadExtractionRequest(metadata=metadata)
 
-    handle = temporal.get_workflow_handle(workflow_id(created.id))
-    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
-    parse_attempts = [
+    return await api.UploadExtraction(messages(), timeout=60)
+
+
+async def send(channel: grpc.aio.Channel, api: Gateway, case: corpus.Upload, content: bytes) -> pb.Extraction:
+    if case.raw_filename is not None:
+        return await create_with_raw_filename(channel, case, content)
+    if case.stream:
+        return await stream_upload(api, case, content)
+    request = pb.CreateExtractionRequest(content=content, filename=case.filename, request_id=request_id(case))
+    return await api.CreateExtraction(request, timeout=30)
+
+
+async def activity_attempts(temporal: Client, extraction_id: str) -> tuple[WorkflowExecutionStatus | None, list[int]]:
+    handle = temporal.get_workflow_handle(workflow_id(extraction_id))
+    attempts = [
         event.activity_task_started_event_attributes.attempt
         async for event in handle.fetch_history_events()
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-        and event.activity_task_started_event_attributes.attempt
     ]
-    assert parse_attempts and max(parse_attempts) == 1, "input errors are not retried"
+    return (await handle.describe()).status, attempts
 
 
-async def test_unknown_and_malformed_ids(gateway: Gateway) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await gateway.GetExtraction(pb.GetExtractionRequest(id=str(uuid.uuid4())), timeout=10)
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-    for bad in ("", "not-a-uuid", "../../etc/passwd"):
+async def check_failed(
+    extraction: pb.Extraction, expect: corpus.Failed, db: asyncpg.Pool, objects: ObjectStore
+) -> None:
+    assert extraction.state == pb.STATE_FAILED, extraction
+    assert extraction.error.code == expect.reason, extraction.error
+    assert expect.message in extraction.error.message, extraction.error.message
+    assert not extraction.clauses
+    async with db.acquire() as connection:
+        rows = await connection.fetch(
+            "SELECT state, result_key FROM extractions WHERE id = $1", uuid.UUID(extraction.id)
+        )
+        clauses = await connection.fetchval(
+            "SELECT count(*) FROM clauses WHERE extraction_id = $1", uuid.UUID(extraction.id)
+        )
+    assert [(r["state"], r["result_key"]) for r in rows] == [(pb.STATE_FAILED, None)]
+    assert clauses == 0
+    assert not await objects.exists(result_key(extraction.id))
+    assert await objects.keys(f"extractions/{extraction.id}/") == [], "no intermediate objects"
+
+
+async def check_succeeded(
+    extraction: pb.Extraction, expect: corpus.Succeeded, db: asyncpg.Pool, objects: ObjectStore
+) -> None:
+    assert extraction.state == pb.STATE_SUCCEEDED, extraction.error
+    assert extraction.document.page_count == expect.page_count
+    assert extraction.document.filename == expect.filename
+    assert extraction.document.char_count > 0
+    for clause in extraction.clauses:
+        assert 0 <= clause.char_start < clause.char_end <= extraction.document.char_count
+        assert 1 <= clause.page_start <= clause.page_end <= expect.page_count
+    # Every valid case carries the governing-law sentence; the model must find it.
+    assert "Governing Law" in {c.category for c in extraction.clauses}, [c.category for c in extraction.clauses]
+    async with db.acquire() as connection:
+        clauses = await connection.fetchval(
+            "SELECT count(*) FROM clauses WHERE extraction_id = $1", uuid.UUID(extraction.id)
+        )
+    assert clauses == len(extraction.clauses)
+    assert await objects.exists(result_key(extraction.id))
+    assert await objects.exists(parsed_key(extraction.id))
+
+
+@pytest.mark.parametrize("case", corpus.UPLOADS, ids=[case.name for case in corpus.UPLOADS])
+async def test_upload(
+    case: corpus.Upload,
+    channel: grpc.aio.Channel,
+    api: Gateway,
+    db: asyncpg.Pool,
+    objects: ObjectStore,
+    temporal: Client,
+) -> None:
+    content = case.make()
+    before = await stored(db, objects)
+    started = time.monotonic()
+    expect = case.expect
+
+    if isinstance(expect, corpus.Rejected):
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await gateway.GetExtraction(pb.GetExtractionRequest(id=bad), timeout=10)
-        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            await send(channel, api, case, content)
+        assert time.monotonic() - started < REFUSE_SECONDS
+        error = raised.value
+        assert (error.code(), error_reason(error)) == (expect.code, expect.reason), error.details()
+        assert expect.message in (error.details() or ""), error.details()
+        assert await stored(db, objects) == before, "a refused upload leaves nothing behind"
+        return
+
+    created = await send(channel, api, case, content)
+    assert created.state == pb.STATE_PENDING, "a new extraction, not a reused one"
+    extraction = await wait_terminal(api, created.id, timeout=TERMINAL_SECONDS)
+    elapsed = time.monotonic() - started
+    assert elapsed < TERMINAL_SECONDS
+    if isinstance(expect, corpus.Failed):
+        await check_failed(extraction, expect, db, objects)
+    else:
+        await check_succeeded(extraction, expect, db, objects)
+    after = await stored(db, objects)
+    assert after["extractions"] == before["extractions"] + 1, "exactly one row"
+    assert after["uploads/"] == 0, "no streamed upload left behind"
+
+    status, attempts = await activity_attempts(temporal, created.id)
+    expected_status = (
+        WorkflowExecutionStatus.FAILED if isinstance(expect, corpus.Failed) else WorkflowExecutionStatus.COMPLETED
+    )
+    assert status == expected_status
+    assert attempts and set(attempts) == {1}, f"activities retried: attempts {attempts}"
+
+
+@pytest.mark.parametrize("case", corpus.CALLS, ids=[case.name for case in corpus.CALLS])
+async def test_malformed_call(case: corpus.Call, api: Gateway, db: asyncpg.Pool, objects: ObjectStore) -> None:
+    before = await stored(db, objects)
+    method: Any = getattr(api, case.method)
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        call = method(case.request(), timeout=10)
+        if hasattr(call, "__aiter__"):  # server streaming: the status comes with the first read
+            async for _ in call:
+                pass
+        else:
+            await call
+    assert time.monotonic() - started < REFUSE_SECONDS
+    error = raised.value
+    assert error.code() == case.expect.code, error.details()
+    assert error_reason(error) == case.expect.code.name
+    assert case.expect.message in (error.details() or ""), error.details()
+    assert await stored(db, objects) == before
+
+
+def memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found
+
+
+async def test_still_healthy_and_within_memory_after_the_corpus(
+    stack: Stack, api: Gateway, db: asyncpg.Pool, objects: ObjectStore
+) -> None:
+    """Runs after the corpus above (pytest keeps file order)."""
+    for name in ("gateway", "parser", "llm", "store"):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.port(name)}") as channel:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING, name
+
+    content = corpus.unique_contract(3)
+    created = await api.CreateExtraction(pb.CreateExtractionRequest(content=content, filename="ok.pdf"), timeout=30)
+    extraction = await wait_terminal(api, created.id, timeout=TERMINAL_SECONDS)
+    await check_succeeded(extraction, corpus.Succeeded(page_count=3, filename="ok.pdf"), db, objects)
+
+    parser = stack._pid("parser")
+    gateway = stack._pid("gateway")
+    assert parser is not None and gateway is not None
+    peak = memory_kib(parser, "VmHWM") // 1024
+    assert peak < PARSER_BUDGET_MIB, f"parser peak RSS {peak} MiB"
+    # Its children (the forkserver; parse children are gone once a document is done) are small too.
+    tree = sum(memory_kib(pid, "VmRSS") for pid in [parser, *descendants(parser)]) // 1024
+    assert tree < PARSER_BUDGET_MIB, f"parser processes hold {tree} MiB"
+    gateway_peak = memory_kib(gateway, "VmHWM") // 1024
+    assert gateway_peak < GATEWAY_BUDGET_MIB, f"gateway peak RSS {gateway_peak} MiB"

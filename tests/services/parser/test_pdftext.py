@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from services.parser.pdftext import PAGE_SEPARATOR, InvalidDocument, OcrOptions, find_tessdata, parse_pdf
-from tests import pdfs
+from tests import corpus, pdfs
 
 
 def normalized(text: str) -> str:
@@ -45,8 +45,10 @@ def test_known_clause_is_found_verbatim_on_its_page() -> None:
         (b"%PDF-1.7\n" + b"garbage" * 100 + b"\n%%EOF\n", "CORRUPT_PDF"),
         (pdfs.encrypted_pdf(), "ENCRYPTED_PDF"),
         (pdfs.image_only_pdf(), "NO_TEXT_LAYER"),
+        (corpus.deeply_nested_page(), "CORRUPT_PDF"),
+        (corpus.zero_pages(), "EMPTY_DOCUMENT"),
     ],
-    ids=["empty", "png", "html", "truncated", "garbage", "encrypted", "scanned"],
+    ids=["empty", "png", "html", "truncated", "garbage", "encrypted", "scanned", "nested-page", "zero-pages"],
 )
 def test_unusable_documents_raise_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(InvalidDocument) as raised:
