@@ -141,6 +141,28 @@ def _wrap_stream(
     return wrapper
 
 
+# (servicer behavior, whether the client streams) -> the wrapped behavior
+Wrap = Callable[[Any, bool], Any]
+
+
+def rewrap_handler(handler: Any, unary: Wrap, stream: Wrap, *, request_deserializer: Any = None) -> Any:
+    """A copy of an RPC method handler with its behavior wrapped: the one place that knows the four RPC
+    kinds, for server interceptors (`unary` wraps unary-response kinds, `stream` server-streaming ones)."""
+    codec = {
+        "request_deserializer": request_deserializer or handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary, False), **codec)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary, True), **codec)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream, False), **codec)
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream, True), **codec)
+    return handler
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Maps exceptions raised by servicer methods to statuses, for all four RPC kinds."""
 
@@ -153,20 +175,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         method = handler_call_details.method
-        codec = {
-            "request_deserializer": _lenient(handler.request_deserializer),
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **codec)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, streaming=True), **codec
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **codec)
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method, streaming=True), **codec
-            )
-        return handler
+        return rewrap_handler(
+            handler,
+            lambda behavior, streaming: _wrap_unary(behavior, method, streaming),
+            lambda behavior, streaming: _wrap_stream(behavior, method, streaming),
+            request_deserializer=_lenient(handler.request_deserializer),
+        )
