@@ -6,11 +6,12 @@ STACK := $(PY) deploy/local/stack.py
 SAMPLE := samples/sample-contract.pdf
 SERVICES := postgres s3 temporal store parser llm gateway worker
 
-.PHONY: help setup llm-server train crossval eval demo up down ps protos test test-unit drills lint fmt clean $(addprefix logs-,$(SERVICES))
+.PHONY: help setup llm-server bench bench-quick train crossval eval demo up down ps protos test test-unit drills lint fmt clean $(addprefix logs-,$(SERVICES))
 
 help:
 	@echo "make demo    start the stack and extract $(SAMPLE)"
 	@echo "make test    run unit + integration tests (starts and stops its own stack)"
+	@echo "make bench   benchmarks + load on the bench stack profile; rewrites BENCHMARKS.md"
 	@echo "make drills  fault drills: a batch in flight while each component fails (also part of make test)"
 	@echo "make up | down | ps | logs-<name> | protos | lint"
 
@@ -62,6 +63,20 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	cd protos && ../$(VENV)/bin/buf lint
+
+# Benchmark-only dependencies (pyproject's `bench` extra: pdfplumber, the parser benchmark's baseline).
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	touch $@
+
+# Every benchmark of BENCHMARKS.md on its own stack (profile `bench`, up at the start, down at the end);
+# rewrites BENCHMARKS.md. Run it on an otherwise idle machine: the figures are wall-clock.
+bench: setup llm-server $(VENV)/.bench-installed
+	$(PY) -m bench
+
+# Small counts, a few minutes: checks the harness end to end; figures are not meaningful.
+bench-quick: setup $(VENV)/.bench-installed
+	$(PY) -m bench --quick --output .run/BENCHMARKS.quick.md
 
 test: setup llm-server
 	$(PY) -m pytest

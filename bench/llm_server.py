@@ -1,0 +1,197 @@
+"""The openai backend against a real local OpenAI-compatible server (llama.cpp's llama-server, SmolLM2-135M):
+
+1. wall time of an N-chunk contract vs its slowest single chunk, with the server's parallel slots (-np)
+   and the extractor's max_concurrency both set to N;
+2. prompt/completion tokens per contract, retrieval vs chunked prompting, on the same contracts.
+
+Needs `make llm-server` (scripts/setup_llm_server.sh); skipped with a note without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.common import NO_CUAD, ROOT, Section, contract_pages, cuad_available, cuad_pdfs
+from bench.noop import free_port
+
+COMMAND = "python -m bench --only llm_server"
+CHUNKS = 4
+CHUNK_CHARS = 2500
+MAX_OUTPUT_TOKENS = 160
+# A few categories per request keep the tiny model's prompts short; the same set for every strategy.
+CATEGORIES = (
+    "Parties",
+    "Agreement Date",
+    "Governing Law",
+    "Anti-Assignment",
+    "Audit Rights",
+    "Termination For Convenience",
+)
+
+
+def cached_paths() -> dict[str, str]:
+    script = ROOT / "scripts" / "setup_llm_server.sh"
+    result = subprocess.run(["bash", str(script), "--paths"], capture_output=True, text=True, check=False)
+    paths = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    return {k: v for k, v in paths.items() if Path(v).is_file()}
+
+
+class LlamaServer:
+    def __init__(self, binary: str, model: str, parallel: int, log: Path) -> None:
+        self.port = free_port()
+        threads = os.environ.get("BENCH_LLAMA_THREADS", str(os.cpu_count() or 1))
+        command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["-c", str(4096 * parallel), "-np", str(parallel), "-t", threads, "--cont-batching"]
+        self.threads = threads
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.process.returncode}; see {log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("llama-server not healthy after 180 s")
+            time.sleep(0.5)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(15)
+
+
+def _extractor(base_url: str, concurrency: int, strategy: str, chunk_chars: int = CHUNK_CHARS) -> object:
+    from services.llm.openai_backend import OpenAIExtractor
+    from services.llm.prompts import load_categories
+
+    categories = [c for c in load_categories() if c.name in CATEGORIES]
+    return OpenAIExtractor(
+        base_url=base_url,
+        api_key="none",
+        model="smollm2",
+        max_concurrency=concurrency,
+        chunk_chars=chunk_chars,
+        overlap_chars=200,
+        strategy=strategy,  # type: ignore[arg-type]
+        categories=categories,
+        max_output_tokens=MAX_OUTPUT_TOKENS,
+        timeout_seconds=600,
+    )
+
+
+async def _fan_out(base_url: str, text: str) -> tuple[float, list[float], int]:
+    """(wall time of the whole text, time of each chunk alone, planned chunks)."""
+    from services.llm.openai_backend import OpenAIExtractor
+
+    whole = _extractor(base_url, CHUNKS, "chunks")
+    alone = _extractor(base_url, 1, "chunks")
+    assert isinstance(whole, OpenAIExtractor) and isinstance(alone, OpenAIExtractor)
+    try:
+        plan = whole.plan(text)
+        await alone.extract(text[: CHUNK_CHARS // 2])  # warm-up
+        singles = []
+        for request in plan:
+            piece = request.pieces[0]
+            began = time.perf_counter()
+            await alone.extract(text[piece.start : piece.end])
+            singles.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        await whole.extract(text)
+        wall = time.perf_counter() - began
+    finally:
+        await whole.aclose()
+        await alone.aclose()
+    return wall, singles, len(plan)
+
+
+async def _tokens(base_url: str, texts: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Per strategy: (prompt tokens, completion tokens, requests), summed over `texts`."""
+    from services.llm.openai_backend import OpenAIExtractor
+
+    totals: dict[str, tuple[int, int, int]] = {}
+    for strategy in ("chunks", "retrieval"):
+        extractor = _extractor(base_url, CHUNKS, strategy, chunk_chars=6000)
+        assert isinstance(extractor, OpenAIExtractor)
+        prompt = completion = requests = 0
+        try:
+            for text in texts:
+                result = await extractor.extract(text)
+                prompt += result.prompt_tokens
+                completion += result.completion_tokens
+                requests += result.requests
+        finally:
+            await extractor.aclose()
+        totals[strategy] = (prompt, completion, requests)
+    return totals
+
+
+def run(quick: bool) -> Section:
+    section = Section("LLM path against llama-server (SmolLM2-135M)", COMMAND)
+    paths = cached_paths()
+    if "LLAMA_SERVER_BIN" not in paths or "SMOLLM2_GGUF" not in paths:
+        section.skipped = "llama-server or SmolLM2 not set up: run `make llm-server`"
+        return section
+    from services.parser.pdftext import parse_pdf
+
+    if cuad_available() and not quick:
+        pdfs = cuad_pdfs()
+        texts = [parse_pdf(p.read_bytes()).text for p in pdfs[:3]]
+        fan_text = texts[0][: CHUNKS * (CHUNK_CHARS - 300)]
+        source = f"CUAD {pdfs[0].name}, first {len(fan_text):,} chars"
+        token_source = f"the first {len(texts)} CUAD contracts"
+    else:
+        fan_text = "\n\n".join(contract_pages(4, 2200))
+        texts = ["\n\n".join(contract_pages(6, 2400))]
+        source = "a generated contract text"
+        token_source = "one generated 6-page contract text"
+        if not quick:
+            section.notes.append(NO_CUAD + "; generated texts were used")
+    log = ROOT / ".run" / "bench" / "logs" / "llama-server.log"
+    server = LlamaServer(paths["LLAMA_SERVER_BIN"], paths["SMOLLM2_GGUF"], CHUNKS, log)
+    try:
+        wall, singles, planned = asyncio.run(_fan_out(server.base_url, fan_text))
+        ratio = wall / max(singles)
+        section.add(f"{planned}-chunk contract, concurrently", wall, "s")
+        section.add("slowest single chunk alone", max(singles), "s")
+        section.add("whole / slowest chunk", ratio, "x", "≤ 1.5x", ratio <= 1.5)
+        section.add("sum of the chunks alone (sequential)", sum(singles), "s")
+        totals = {} if quick else asyncio.run(_tokens(server.base_url, texts))
+    finally:
+        server.stop()
+    section.load = (
+        f"fan-out: {source} cut into {planned} chunks of ≤ {CHUNK_CHARS} chars, llama-server -np {CHUNKS} "
+        f"-t {server.threads}, extractor max_concurrency {CHUNKS}, {len(CATEGORIES)} categories, "
+        f"max_tokens {MAX_OUTPUT_TOKENS}; tokens: {token_source}, chunks of 6,000 chars vs retrieval"
+    )
+    for strategy, (prompt, completion, requests) in totals.items():
+        n = len(texts)
+        section.add(f"{strategy}: prompt tokens per contract", prompt / n, "tokens")
+        section.add(f"{strategy}: completion tokens per contract", completion / n, "tokens")
+        section.add(f"{strategy}: requests per contract", requests / n, "")
+    section.notes.append(
+        "llama-server batches the N slots' sequences into one forward pass per step (continuous batching), so N "
+        "chunks decode together at little more than one chunk's cost — as long as the cores are not taken by "
+        "other work; on 2 shared cores the prompt processing of N chunks still competes for the same CPU."
+    )
+    return section

@@ -1,0 +1,102 @@
+"""Parser pages/s: our parse_pdf (in-process, and through the service's sandboxed child process) vs a raw
+PyMuPDF `page.get_text()` loop and vs pdfplumber, on the same PDFs (CUAD contracts; generated ones in
+--quick or without CUAD). Single-threaded, one document after another."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bench.common import NO_CUAD, Section, cuad_available, cuad_pdfs, text_pdf
+
+COMMAND = "python -m bench --only parser"
+
+
+def raw_pymupdf(data: bytes) -> int:
+    import pymupdf
+
+    with pymupdf.open(stream=data, filetype="pdf") as document:
+        for page in document:
+            page.get_text()
+        return int(document.page_count)
+
+
+def ours(data: bytes) -> int:
+    from services.parser.pdftext import parse_pdf
+
+    return len(parse_pdf(data).pages)
+
+
+def ours_sandboxed(data: bytes) -> int:
+    from services.parser.sandbox import parse_isolated
+
+    return len(parse_isolated(data).pages)
+
+
+def pdfplumber_pages(data: bytes) -> int:
+    import io
+
+    import pdfplumber
+
+    with pdfplumber.open(io.BytesIO(data)) as document:
+        for page in document.pages:
+            page.extract_text()
+            page.flush_cache()
+        return len(document.pages)
+
+
+def pages_per_second(parse: Callable[[bytes], int], documents: list[bytes], repeat: int = 1) -> float:
+    parse(documents[0])  # imports and first-call costs are not throughput
+    best = 0.0
+    for _ in range(repeat):
+        began = time.perf_counter()
+        pages = sum(parse(d) for d in documents)
+        best = max(best, pages / (time.perf_counter() - began))
+    return best
+
+
+def run(quick: bool) -> Section:
+    section = Section("Parser pages/s", COMMAND)
+    if quick or not cuad_available():
+        documents = [text_pdf(n) for n in (3, 8, 12)]
+        plumber_docs = documents[:1]
+        section.load = "generated text PDFs (3, 8, 12 pages); pdfplumber on the 3-page one"
+        if not quick:
+            section.notes.append(NO_CUAD + "; generated PDFs used instead")
+    else:
+        paths = cuad_pdfs()[:40]
+        documents = [p.read_bytes() for p in paths]
+        plumber_docs = documents[:6]
+        section.load = (
+            f"the first {len(documents)} CUAD contracts ({sum(map(raw_pymupdf, documents))} pages), best of 3 passes; "
+            f"pdfplumber on the first {len(plumber_docs)} ({sum(map(raw_pymupdf, plumber_docs))} pages), one pass"
+        )
+    repeat = 1 if quick else 3
+    raw = pages_per_second(raw_pymupdf, documents, repeat)
+    mine = pages_per_second(ours, documents, repeat)
+    # Same documents for the ratio to pdfplumber: our speed on pdfplumber's subset.
+    mine_subset = pages_per_second(ours, plumber_docs, repeat)
+    section.add("raw PyMuPDF page.get_text()", raw, "pages/s")
+    section.add("parse_pdf (in-process)", mine, "pages/s")
+    section.add("parse_pdf / raw PyMuPDF", mine / raw, "x", "≥ 0.9x", mine / raw >= 0.9)
+    try:
+        sandboxed = pages_per_second(ours_sandboxed, documents, repeat)
+    except Exception as error:  # the sandbox is optional to this benchmark
+        section.notes.append(f"sandboxed parse not measured: {error!r}")
+    else:
+        section.add("parse_isolated (the service's sandboxed child)", sandboxed, "pages/s")
+        section.add("parse_isolated / raw PyMuPDF", sandboxed / raw, "x", "≥ 0.9x", sandboxed / raw >= 0.9)
+    try:
+        plumber = pages_per_second(pdfplumber_pages, plumber_docs, 1)
+    except ImportError:
+        section.notes.append("pdfplumber not installed (pip install -e '.[bench]'): comparison skipped")
+    else:
+        section.add("pdfplumber extract_text()", plumber, "pages/s")
+        section.add(
+            "parse_pdf / pdfplumber (same PDFs)", mine_subset / plumber, "x", "≥ 20x", mine_subset / plumber >= 20
+        )
+    section.notes.append(
+        "parse_pdf does more than get_text(): blocks with bounding boxes and offsets, a protobuf per page, and "
+        "the damaged-page check; the ratio is that overhead."
+    )
+    return section
