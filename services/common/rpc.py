@@ -135,8 +135,12 @@ async def write_object(store: store_pb2_grpc.StoreServiceAsyncStub, key: str, da
     """Write a claim-check object through the store, in chunks that fit any message limit."""
 
     async def messages() -> AsyncIterator[store_pb2.WriteObjectRequest]:
-        yield store_pb2.WriteObjectRequest(key=key, data=data[:OBJECT_CHUNK_BYTES])
-        for start in range(OBJECT_CHUNK_BYTES, len(data), OBJECT_CHUNK_BYTES):
-            yield store_pb2.WriteObjectRequest(data=data[start : start + OBJECT_CHUNK_BYTES])
+        starts = range(0, max(len(data), 1), OBJECT_CHUNK_BYTES)
+        for start in starts:
+            yield store_pb2.WriteObjectRequest(
+                key=key if start == 0 else "",
+                data=data[start : start + OBJECT_CHUNK_BYTES],
+                finish=start == starts[-1],
+            )
 
     await store.WriteObject(messages(), timeout=deadline)

@@ -115,12 +115,13 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
                     digest.update(data)
                     yield store_pb2.WriteObjectRequest(data=data)
                 check_content(head, self._max_stream_upload_bytes)
+                yield store_pb2.WriteObjectRequest(finish=True)  # without it the store writes nothing
             except Exception as exc:  # grpc swallows request-iterator errors; keep ours for the client
                 failures.append(exc)
                 raise
 
-        # If the client's stream fails or breaks a rule, the write is cancelled and the store writes
-        # nothing (small objects are written at the end, multipart uploads are aborted).
+        # If the client's stream fails or breaks a rule, the write is cancelled before its finish message
+        # and the store writes nothing (small objects are written at the end, multipart uploads aborted).
         try:
             await self._store.WriteObject(chunks(), timeout=UPLOAD_TIMEOUT_SECONDS)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):

@@ -13,6 +13,7 @@ milliseconds, not the 1.4 s import, and shares no threads or gRPC state with the
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import resource
 import signal
@@ -41,7 +42,8 @@ class ParseLimits:
 
 
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["pymupdf", "services.parser.pdftext"])
+# The children run the code the forkserver loaded, whatever happens to the files on disk later.
+_context.set_forkserver_preload(["pymupdf", "services.parser.pdftext", "services.parser.sandbox"])
 
 
 def start() -> None:
@@ -62,12 +64,19 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or ("alloc" in text and "failed" in text)
 
 
-def _child(connection: Connection, ocr: OcrOptions | None, memory_bytes: int) -> None:
-    """Runs in the child: receive the PDF, parse it under the memory limit, send back the outcome."""
+def _child(connection: Connection, ocr: OcrOptions | None, limits: ParseLimits) -> None:
+    """Runs in the child: receive the PDF, parse it under the limits, send back the outcome."""
+    # The server decides when a parse ends: a SIGTERM to the whole process group (a local stack's stop)
+    # must not kill the parse a graceful shutdown is waiting for.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A backstop to the server's deadline should the server die first: the kernel ends the child.
+    cpu_seconds = math.ceil(limits.timeout_seconds) + 5
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
     data = connection.recv_bytes()
     # PyMuPDF keeps its own copy of the document, hence twice its size.
-    limit = _virtual_size() + 2 * len(data) + memory_bytes
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    memory = _virtual_size() + 2 * len(data) + limits.memory_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     try:
         parsed = parse_pdf(data, ocr)
         del data
@@ -92,7 +101,7 @@ def parse_isolated(
     the document needs more memory or time than `limits` allow. Blocking; call it off the event loop."""
     limits = limits or ParseLimits()
     ours, theirs = _context.Pipe(duplex=True)
-    child = _context.Process(target=_child, args=(theirs, ocr, limits.memory_bytes), daemon=True)
+    child = _context.Process(target=_child, args=(theirs, ocr, limits), daemon=True)
     child.start()
     theirs.close()
     try:
@@ -111,6 +120,8 @@ def parse_isolated(
                 ) from None
             if code == -signal.SIGKILL:  # the kernel's OOM killer, most likely
                 raise _too_complex(f"it needs more than {limits.memory_bytes // MiB} MiB of memory") from None
+            if code == -signal.SIGXCPU:
+                raise _too_complex(f"it takes longer than {limits.timeout_seconds:.0f} s") from None
             raise RuntimeError(f"the parser child exited with code {code}") from None
     finally:
         if child.is_alive():

@@ -96,9 +96,17 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             raise InvalidArgument("the first WriteObject message must name the key")
 
         async def chunks() -> AsyncIterator[bytes]:
+            finished = first.finish
             yield first.data
             async for message in request_iterator:
+                if finished:
+                    raise InvalidArgument("WriteObject: a message after the one that set finish")
+                finished = message.finish
                 yield message.data
+            # A client that fails or is cancelled mid-stream may look like a normal end of stream here:
+            # only its finish flag tells a complete object from a partial one, which must not be written.
+            if not finished:
+                raise InvalidArgument("WriteObject: the stream ended without finish; nothing was written")
 
         size = await self._objects.put_stream(first.key, chunks())
         return store_pb2.WriteObjectResponse(key=first.key, size_bytes=size)

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
@@ -218,6 +219,30 @@ async def test_malformed_call(case: corpus.Call, api: Gateway, db: asyncpg.Pool,
     assert error_reason(error) == case.expect.code.name
     assert case.expect.message in (error.details() or ""), error.details()
     assert await stored(db, objects) == before
+
+
+async def test_store_writes_nothing_for_a_stream_without_finish(stack: Stack, objects: ObjectStore) -> None:
+    """The store's side of "nothing half stored": a WriteObject stream whose client gave up mid-way can
+    reach the server as a normal end of stream; without the finish flag no object may be written."""
+    key = f"uploads/{uuid.uuid4()}.pdf"
+
+    async def unfinished() -> AsyncIterator[store_pb2.WriteObjectRequest]:
+        yield store_pb2.WriteObjectRequest(key=key, data=b"%PDF-1.7 first half")
+
+    async def finished() -> AsyncIterator[store_pb2.WriteObjectRequest]:
+        yield store_pb2.WriteObjectRequest(key=key, data=b"%PDF-1.7 first half")
+        yield store_pb2.WriteObjectRequest(data=b" second half", finish=True)
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.port('store')}") as channel:
+        store = store_pb2_grpc.StoreServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await store.WriteObject(unfinished(), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert not await objects.exists(key)
+        written = await store.WriteObject(finished(), timeout=10)
+    assert written.size_bytes == len(b"%PDF-1.7 first half second half")
+    assert await objects.get(key) == b"%PDF-1.7 first half second half"
+    await objects.delete(key)
 
 
 def memory_kib(pid: int, field: str) -> int:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from contracts.internal.v1 import document_pb2
 from services.common.settings import MiB
 from services.parser.pdftext import InvalidDocument, parse_pdf
 from services.parser.sandbox import TOO_COMPLEX, ParseLimits, parse_isolated
@@ -50,3 +56,27 @@ def test_a_limit_applies_to_its_document_only() -> None:
     with pytest.raises(InvalidDocument):
         parse_isolated(corpus.content_bomb(200), limits=ParseLimits(memory_bytes=256 * MiB))
     assert "Governing Law" in parse_isolated(pdfs.contract_pdf(), limits=ParseLimits(memory_bytes=256 * MiB)).text
+
+
+def ignores_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def test_the_child_outlives_a_sigterm_to_the_process_group() -> None:
+    """A local stack stops the parser with SIGTERM to its whole group; the parse being drained goes on."""
+    result: list[document_pb2.ParsedDocument] = []
+    worker = threading.Thread(target=lambda: result.append(parse_isolated(corpus.whitespace_bomb(300))))
+    worker.start()
+    deadline = time.monotonic() + 20
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:
+        children = [c.pid for c in multiprocessing.active_children() if c.pid and ignores_sigterm(c.pid)]
+        time.sleep(0.01)
+    assert children, "the child never set up its signals"
+    for pid in children:
+        os.kill(pid, signal.SIGTERM)
+    worker.join(60)
+    assert result and "governed by" in result[0].text

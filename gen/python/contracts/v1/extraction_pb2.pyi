@@ -548,7 +548,7 @@ class ExtractionError(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Machine-readable reason, UPPER_SNAKE_CASE: NOT_A_PDF, ENCRYPTED_PDF, CORRUPT_PDF, EMPTY_DOCUMENT,
-    NO_TEXT_LAYER, INTERNAL.
+    NO_TEXT_LAYER, DOCUMENT_TOO_COMPLEX (more memory or time to parse than allowed), INTERNAL.
     """
     message: _builtins.str
     """Human-readable explanation."""

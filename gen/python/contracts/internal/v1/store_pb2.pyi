@@ -410,23 +410,31 @@ Global___ReadObjectResponse: _TypeAlias = ReadObjectResponse  # noqa: Y015
 
 @_typing.final
 class WriteObjectRequest(_message.Message):
-    """One message of a WriteObject stream: the first carries key, every one may carry data."""
+    """One message of a WriteObject stream: the first carries key, every one may carry data, the last
+    sets finish.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    FINISH_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     data: _builtins.bytes
+    finish: _builtins.bool
+    """Set on the last message. A stream that ends without it (its client failed or was cancelled
+    mid-stream, which the server may see as a normal end) writes nothing.
+    """
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         data: _builtins.bytes = ...,
+        finish: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "finish", b"finish", "key", b"key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -137,7 +137,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WriteObject(self, request_iterator, context):
-        """Writes an object from a stream of chunks; the first message names the key.
+        """Writes an object from a stream of chunks; the first message names the key, the last sets finish
+        (without it nothing is written).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -58,7 +58,9 @@ class StoreServiceStub:
     ReadObject: _grpc.UnaryStreamMultiCallable[_store_pb2.ReadObjectRequest, _store_pb2.ReadObjectResponse]
     """Streams an object's bytes."""
     WriteObject: _grpc.StreamUnaryMultiCallable[_store_pb2.WriteObjectRequest, _store_pb2.WriteObjectResponse]
-    """Writes an object from a stream of chunks; the first message names the key."""
+    """Writes an object from a stream of chunks; the first message names the key, the last sets finish
+    (without it nothing is written).
+    """
 
 @_typing.type_check_only
 class StoreServiceAsyncStub(StoreServiceStub):
@@ -90,7 +92,9 @@ class StoreServiceAsyncStub(StoreServiceStub):
     ReadObject: _aio.UnaryStreamMultiCallable[_store_pb2.ReadObjectRequest, _store_pb2.ReadObjectResponse]  # type: ignore[assignment]
     """Streams an object's bytes."""
     WriteObject: _aio.StreamUnaryMultiCallable[_store_pb2.WriteObjectRequest, _store_pb2.WriteObjectResponse]  # type: ignore[assignment]
-    """Writes an object from a stream of chunks; the first message names the key."""
+    """Writes an object from a stream of chunks; the first message names the key, the last sets finish
+    (without it nothing is written).
+    """
 
 class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
     """StoreService owns all state: extraction rows in PostgreSQL and objects (PDFs, parsed documents,
@@ -167,6 +171,8 @@ class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_store_pb2.WriteObjectRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.WriteObjectResponse, _abc.Awaitable[_store_pb2.WriteObjectResponse]]:
-        """Writes an object from a stream of chunks; the first message names the key."""
+        """Writes an object from a stream of chunks; the first message names the key, the last sets finish
+        (without it nothing is written).
+        """
 
 def add_StoreServiceServicer_to_server(servicer: StoreServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
