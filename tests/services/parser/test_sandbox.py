@@ -13,7 +13,7 @@ import pytest
 
 from contracts.internal.v1 import document_pb2
 from services.common.settings import MiB
-from services.parser.pdftext import InvalidDocument, parse_pdf
+from services.parser.pdftext import InvalidDocument, OcrOptions, find_tessdata, parse_pdf
 from services.parser.sandbox import TOO_COMPLEX, ParseLimits, parse_isolated
 from tests import corpus, pdfs
 
@@ -80,3 +80,10 @@ def test_the_child_outlives_a_sigterm_to_the_process_group() -> None:
         os.kill(pid, signal.SIGTERM)
     worker.join(60)
     assert result and "governed by" in result[0].text
+
+
+@pytest.mark.skipif(find_tessdata() is None, reason="Tesseract not installed (make setup installs tesseract-ocr)")
+def test_ocr_works_within_the_limits() -> None:
+    parsed = parse_isolated(pdfs.image_only_pdf(dpi=200), OcrOptions(tessdata=find_tessdata()))
+    assert "governed by" in " ".join(parsed.text.split()).lower()
+    assert "+ocr:1" in parsed.parser
