@@ -53,13 +53,17 @@ async def _client(address: str, document: bytes, requests: int, result: LoadResu
                 result.ids.append(answer.id)
 
 
-async def run_load(address: str, document: bytes, clients: int, requests_per_client: int) -> LoadResult:
-    """All clients connect first, then start together; wall time runs from the start to the last answer."""
+async def run_load(
+    address: str, document: bytes, clients: int, requests_per_client: int, total: int | None = None
+) -> LoadResult:
+    """All clients connect first, then start together; wall time runs from the start to the last answer.
+    With `total`, the clients share exactly that many requests instead (some one more than others)."""
     result = LoadResult(clients)
     start = asyncio.Event()
-    tasks = [
-        asyncio.create_task(_client(address, document, requests_per_client, result, start)) for _ in range(clients)
-    ]
+    counts = [requests_per_client] * clients
+    if total is not None:
+        counts = [total // clients + (i < total % clients) for i in range(clients)]
+    tasks = [asyncio.create_task(_client(address, document, n, result, start)) for n in counts]
     await asyncio.sleep(0.2)  # let the channels connect
     began = time.perf_counter()
     start.set()

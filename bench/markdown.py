@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from bench.common import Section
+from bench.common import ROOT, Section
+
+# Hand-written analysis (why a target is missed, what was fixed), appended to every generated report.
+ANALYSIS = ROOT / "bench" / "ANALYSIS.md"
 
 HEADER = """# Benchmarks
 
@@ -47,4 +50,6 @@ def render(sections: list[Section], machine: dict[str, str], argv: str, quick: b
             if note:
                 out.append(f"- {note}")
         out.append("")
+    if ANALYSIS.exists():
+        out.append(ANALYSIS.read_text(encoding="utf-8"))
     return "\n".join(out).rstrip() + "\n"

@@ -53,6 +53,7 @@ async def in_process(stack: Stack, documents: list[bytes]) -> float:
     """Seconds for the in-process loop over `documents`."""
     import asyncpg
 
+    from orchestrator.payloads import clauses_key
     from services.store.extractions import ExtractionStore, Upload
     from services.store.objects import ObjectStore
 
@@ -77,7 +78,7 @@ async def in_process(stack: Stack, documents: list[bytes]) -> float:
                 async with slots:
                     created = await store.create(Upload(content=data), "bench.pdf", str(uuid.uuid4()))
                     clauses, _pages = await loop.run_in_executor(executor, _cpu_work, data)
-                    key = f"bench/{created.extraction.id}.clauses"
+                    key = clauses_key(created.extraction.id)
                     await objects.put(key, clauses)
                     await store.complete(created.extraction.id, key)
 
