@@ -4,19 +4,25 @@ sequentially, against the bench stack (the gateway's own figure for comparison):
 - S3 put of the PDF (ObjectStore.put, the store's client code, from this process);
 - the store's CreateExtraction over gRPC (S3 put + PostgreSQL lookups and insert);
 - Temporal start_workflow (on a task queue no worker polls, so only the start is measured);
-- the whole gateway CreateExtraction.
+- the whole gateway CreateExtraction;
+- the gateway at 1 and 32 clients with the pipeline paused (worker stopped, so the started workflows wait),
+  with the CPU time each process spends per submit: what one submit costs the machine, pipeline aside.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 
 from bench.common import Section, median, percentile, unique, upload_pdf
-from bench.loadgen import CHANNEL_OPTIONS
+from bench.loadgen import CHANNEL_OPTIONS, run_load
+from bench.stackutil import pids, wait_all
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
@@ -92,9 +98,56 @@ async def run(stack: Stack, quick: bool) -> Section:
                 pb.CreateExtractionRequest(content=unique(document), request_id=str(uuid.uuid4())), timeout=30
             )
 
-        results["gateway CreateExtraction (all of it)"] = await _timed(create, runs)
+        results["gateway CreateExtraction (all of it; the pipeline runs the workflows it starts)"] = await _timed(
+            create, runs
+        )
 
     for name, timings in results.items():
         section.add(f"{name}: p50", median(timings), "ms")
         section.add(f"{name}: p99", percentile(timings, 99), "ms")
+    await _paused_pipeline(stack, section, document, quick)
     return section
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    found = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout.split()
+    return sum(_cpu_seconds(int(pid)) for pid in found)
+
+
+async def _paused_pipeline(stack: Stack, section: Section, document: bytes, quick: bool) -> None:
+    processes = {name: pid for name, pid in pids(stack).items() if name in ("gateway", "store", "temporal", "s3")}
+    stack.stop("worker")
+    ids: list[str] = []
+    try:
+        single = await run_load(stack.gateway_address, document, 1, 5 if quick else 60)
+        before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+        before["postgres"] = _postgres_cpu()
+        before["load generator"] = time.process_time()
+        many = await run_load(stack.gateway_address, document, 32, 2 if quick else 15)
+        after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+        after["postgres"] = _postgres_cpu()
+        after["load generator"] = time.process_time()
+        ids = single.ids + many.ids
+    finally:
+        stack.start("worker")
+    section.add("pipeline paused, gateway at 1 client: p50", single.p(50), "ms")
+    section.add("pipeline paused, gateway at 32 clients: p99", many.p(99), "ms")
+    section.add("pipeline paused, gateway at 32 clients: submits/s", many.rate, "/s")
+    calls = max(1, len(many.latencies))
+    total = 0.0
+    for name in after:
+        spent = (after[name] - before[name]) * 1000 / calls
+        total += spent
+        section.add(f"CPU per submit at 32 clients: {name}", spent, "ms")
+    section.add("CPU per submit at 32 clients: all of these", total, "ms")
+    section.add("=> submits/s these cores can sustain at most", (os.cpu_count() or 1) * 1000 / total, "/s")
+    # Let the workflows started meanwhile finish, so what follows starts from an idle pipeline.
+    await wait_all(stack.gateway_address, ids, timeout=900, poll=1.0)

@@ -102,11 +102,20 @@ def _extractor(base_url: str, concurrency: int, strategy: str, chunk_chars: int 
     )
 
 
-async def _fan_out(base_url: str, text: str) -> tuple[float, list[float], int]:
+def _planned_chunks(text: str) -> int:
+    """How many chunk requests extract() makes of `text` (planning calls no server)."""
+    from services.llm.openai_backend import OpenAIExtractor
+
+    planner = _extractor("http://127.0.0.1:9/v1", 1, "chunks")
+    assert isinstance(planner, OpenAIExtractor)
+    return len(planner.plan(text))
+
+
+async def _fan_out(base_url: str, text: str, slots: int) -> tuple[float, list[float], int]:
     """(wall time of the whole text, time of each chunk alone, planned chunks)."""
     from services.llm.openai_backend import OpenAIExtractor
 
-    whole = _extractor(base_url, CHUNKS, "chunks")
+    whole = _extractor(base_url, slots, "chunks")
     alone = _extractor(base_url, 1, "chunks")
     assert isinstance(whole, OpenAIExtractor) and isinstance(alone, OpenAIExtractor)
     try:
@@ -193,9 +202,11 @@ def run(quick: bool) -> Section:
         if not quick:
             section.notes.append(NO_CUAD + "; generated texts were used")
     log = ROOT / ".run" / "bench" / "logs" / "llama-server.log"
-    server = LlamaServer(paths["LLAMA_SERVER_BIN"], paths["SMOLLM2_GGUF"], CHUNKS, log)
+    # As many parallel slots (and extractor concurrency) as the contract has chunks.
+    slots = _planned_chunks(fan_text)
+    server = LlamaServer(paths["LLAMA_SERVER_BIN"], paths["SMOLLM2_GGUF"], slots, log)
     try:
-        wall, singles, chunks = asyncio.run(_fan_out(server.base_url, fan_text))
+        wall, singles, chunks = asyncio.run(_fan_out(server.base_url, fan_text, slots))
         ratio = wall / max(singles)
         section.add(f"{chunks}-chunk contract, concurrently", wall, "s")
         section.add("slowest single chunk alone", max(singles), "s")
@@ -206,8 +217,8 @@ def run(quick: bool) -> Section:
     finally:
         server.stop()
     section.load = (
-        f"fan-out: {source} cut into {chunks} chunks of ≤ {CHUNK_CHARS} chars, llama-server -np {CHUNKS} "
-        f"-t {server.threads}, extractor max_concurrency {CHUNKS}, {len(CATEGORIES)} categories, "
+        f"fan-out: {source} cut into {chunks} chunks of ≤ {CHUNK_CHARS} chars, llama-server -np {slots} "
+        f"-t {server.threads}, extractor max_concurrency {slots}, {len(CATEGORIES)} categories, "
         f"max_tokens {MAX_OUTPUT_TOKENS}; tokens by real extractions: {token_source}, same 6 categories, "
         f"chunks of {PRODUCTION_CHUNK_CHARS:,} chars vs retrieval; planned prompt tokens: {len(planned_texts)} "
         "contracts, production settings (41 categories), counted by the server's /tokenize"
