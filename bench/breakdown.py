@@ -12,17 +12,15 @@ sequentially, against the bench stack (the gateway's own figure for comparison):
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import grpc
 
 from bench.common import Section, median, percentile, unique, upload_pdf
 from bench.loadgen import CHANNEL_OPTIONS, run_load
-from bench.stackutil import pids, wait_all
+from bench.stackutil import cpu_seconds, pids, postgres_cpu, wait_all
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
@@ -109,31 +107,18 @@ async def run(stack: Stack, quick: bool) -> Section:
     return section
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _postgres_cpu() -> float:
-    found = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout.split()
-    return sum(_cpu_seconds(int(pid)) for pid in found)
-
-
 async def _paused_pipeline(stack: Stack, section: Section, document: bytes, quick: bool) -> None:
     processes = {name: pid for name, pid in pids(stack).items() if name in ("gateway", "store", "temporal", "s3")}
     stack.stop("worker")
     ids: list[str] = []
     try:
         single = await run_load(stack.gateway_address, document, 1, 5 if quick else 60)
-        before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
-        before["postgres"] = _postgres_cpu()
+        before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+        before["postgres"] = postgres_cpu(stack)
         before["load generator"] = time.process_time()
         many = await run_load(stack.gateway_address, document, 32, 2 if quick else 15)
-        after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
-        after["postgres"] = _postgres_cpu()
+        after = {name: cpu_seconds(pid) for name, pid in processes.items()}
+        after["postgres"] = postgres_cpu(stack)
         after["load generator"] = time.process_time()
         ids = single.ids + many.ids
     finally:

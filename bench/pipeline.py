@@ -2,8 +2,8 @@
 parser / llm / store over gRPC) vs an in-process loop running the same parse → extract → store functions
 without gRPC or Temporal, in the same run, on the same machine.
 
-Fair on a small machine: the stack parses and extracts at most `cpu_count` documents at once (parser and
-llm concurrency default to the core count / 2), so the in-process loop gets a pool of `cpu_count` worker
+Fair on a small machine: the stack parses and extracts at most `cpu_count` documents at once (parser
+concurrency defaults to the core count, llm concurrency to 2), so the in-process loop gets a pool of `cpu_count` worker
 processes for the CPU work (parse_pdf + EmbeddedExtractor.extract + to_clauses) and stores through the
 same ExtractionStore / ObjectStore code into the same PostgreSQL and S3. Both sides use every core; what
 differs is exactly the gRPC hops, object round trips and Temporal's bookkeeping.
@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from bench.common import NO_CUAD, Section, cuad_available, cuad_pdfs, text_pdf, unique
 from bench.loadgen import run_load
-from bench.stackutil import wait_all
+from bench.stackutil import cpu_seconds, pids, postgres_cpu, wait_all
 from contracts.v1 import extraction_pb2 as pb
 from deploy.local.stack import Stack
 
@@ -124,7 +124,12 @@ async def run(stack: Stack, quick: bool) -> Section:
 
     pages = sum(page_count(d) for d in originals)
     section.load = f"{source}, {pages} pages; unique bytes per run; in-process pool of {os.cpu_count()} processes"
+    processes = pids(stack)
+    before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+    before["postgres"] = postgres_cpu(stack)
     stack_seconds, succeeded = await through_stack(stack.gateway_address, [unique(d) for d in originals])
+    after = {name: cpu_seconds(pid) for name, pid in processes.items()}
+    after["postgres"] = postgres_cpu(stack)
     local_seconds = await in_process(stack, [unique(d) for d in originals])
     stack_rate = count / stack_seconds
     local_rate = count / local_seconds
@@ -133,5 +138,9 @@ async def run(stack: Stack, quick: bool) -> Section:
     section.add("in-process loop", local_rate, "docs/s")
     section.add("stack / in-process", stack_rate / local_rate, "x", "≥ 0.85x", stack_rate / local_rate >= 0.85)
     section.add("SUCCEEDED through the stack", succeeded, f"of {count}")
+    for name in after:
+        section.add(f"stack CPU per document: {name}", (after[name] - before[name]) * 1000 / count, "ms")
+    section.add("stack CPU per document: all of these", sum(after[n] - before[n] for n in after) * 1000 / count, "ms")
+    section.add("in-process wall time per document x cores", local_seconds * (os.cpu_count() or 1) * 1000 / count, "ms")
     section.notes.append(__doc__.split("\n\n", 1)[1].replace("\n", " ").strip() if __doc__ else "")
     return section

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import grpc
 
@@ -34,6 +36,43 @@ def pids(stack: Stack) -> dict[str, int]:
         if path.exists():
             found[name] = int(path.read_text().strip())
     return found
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and everything in its process group: the
+    stack starts each process in its own session, so the parser's forked parse children count too
+    (living ones directly, finished ones through their parents' cutime/cstime)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(entry.name)
+        if fields is not None and (int(entry.name) == pid or int(fields[2]) == pid):
+            total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(stack: Stack) -> float:
+    """CPU seconds of this stack's PostgreSQL: the postmaster (from its postmaster.pid) and its children."""
+    try:
+        postmaster = int((stack._pg_data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(entry.name)
+        if fields is not None and (int(entry.name) == postmaster or int(fields[1]) == postmaster):
+            total += sum(int(x) for x in fields[11:13])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def wait_all(address: str, ids: Iterable[str], timeout: float, poll: float = 0.5) -> dict[str, pb.Extraction]:
