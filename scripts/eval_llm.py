@@ -1,0 +1,140 @@
+"""Quality and tokens of the OpenAI-compatible backend on CUAD contracts, beside the embedded model.
+
+    python -m scripts.eval_llm --base-url http://127.0.0.1:8080/v1 [--n 4] [--strategies auto,chunks]
+
+Runs `OpenAIExtractor` (the llm service's OpenAI path, in-process) against any OpenAI-compatible
+server on the N shortest CUAD contracts of at least --min-chars characters, once per strategy, and scores each run with
+../shared/eval/score_cuad.py on exactly those contracts. Beside it, the embedded model's out-of-fold
+predictions from `make crossval` (out/crossval/predictions.jsonl) on the same contracts, so nothing is
+scored on contracts its model was trained on. Prints one table (markdown) and writes out/eval-llm/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+from services.llm.openai_backend import OpenAIExtractor, Strategy
+from services.llm.prompts import load_categories
+from training.data import Contract, load_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+CUAD = ROOT.parent / "shared" / "cuad"
+SCORER = ROOT.parent / "shared" / "eval" / "score_cuad.py"
+OOF = ROOT / "out" / "crossval" / "predictions.jsonl"
+
+
+def score(labels: Path, predictions: Path) -> dict[str, Any]:
+    answer = subprocess.run(
+        [sys.executable, str(SCORER), str(labels), str(predictions), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return cast(dict[str, Any], json.loads(answer.stdout))
+
+
+def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+
+def row(name: str, scores: dict[str, Any], extra: str) -> str:
+    detection, spans = scores["detection"], scores["spans"]
+    return (
+        f"| {name} | {detection['f1']:.3f} | {spans['precision']:.3f} | {spans['recall']:.3f} | {spans['f1']:.3f}"
+        f" | {spans['aupr']:.3f} | {extra} |"
+    )
+
+
+def baseline(args: argparse.Namespace) -> tuple[list[Contract], list[str]]:
+    """The N shortest contracts, their labels, and the embedded model's out-of-fold row."""
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    long_enough = [c for c in load_corpus(CUAD) if len(c.text) >= args.min_chars]
+    contracts = sorted(long_enough, key=lambda c: len(c.text))[: args.n]
+    ids = {c.id for c in contracts}
+    records = [json.loads(line) for line in (CUAD / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    write_jsonl(out / "labels.jsonl", [r for r in records if r["id"] in ids])
+    print(f"{len(contracts)} contracts, {sum(len(c.text) for c in contracts)} characters in all", file=sys.stderr)
+
+    lines = ["| predictions | detection F1 | span P | span R | span F1 | AUPR | prompt / completion tokens |"]
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+    if OOF.exists():
+        embedded = [json.loads(line) for line in OOF.read_text(encoding="utf-8").splitlines()]
+        write_jsonl(out / "embedded.jsonl", [p for p in embedded if p["id"] in ids])
+        lines.append(row("embedded (out-of-fold)", score(out / "labels.jsonl", out / "embedded.jsonl"), "none"))
+    return contracts, lines
+
+
+async def run(args: argparse.Namespace, contracts: list[Contract], lines: list[str]) -> None:
+    out: Path = args.out
+    labels = out / "labels.jsonl"
+    for strategy in args.strategies.split(","):
+        extractor = OpenAIExtractor(
+            base_url=args.base_url,
+            api_key=os.environ.get("OPENAI_API_KEY", ""),
+            model=args.model,
+            timeout_seconds=args.timeout,
+            max_concurrency=args.concurrency,
+            strategy=cast(Strategy, strategy),
+            max_output_tokens=args.max_output_tokens,
+            categories=load_categories(),
+        )
+        predictions, prompt_tokens, completion_tokens, dropped = [], 0, 0, 0
+        started = time.monotonic()
+        try:
+            for contract in contracts:
+                result = await extractor.extract(contract.text)
+                clauses = [
+                    {
+                        "category": s.category,
+                        "text": contract.text[s.char_start : s.char_end],
+                        "confidence": s.confidence,
+                    }
+                    for s in result.spans
+                ]
+                predictions.append({"id": contract.id, "clauses": clauses})
+                prompt_tokens += result.prompt_tokens
+                completion_tokens += result.completion_tokens
+                dropped += result.dropped_quotes
+                print(
+                    f"{strategy} {contract.id}: {len(result.spans)} spans, {result.prompt_tokens} prompt tokens,"
+                    f" {result.dropped_quotes} quotes dropped, {time.monotonic() - started:.0f}s",
+                    file=sys.stderr,
+                )
+        finally:
+            await extractor.aclose()
+        path = out / f"openai-{strategy}.jsonl"
+        write_jsonl(path, predictions)
+        tokens = f"{prompt_tokens // len(contracts):,} / {completion_tokens // len(contracts):,} per contract"
+        lines.append(row(f"{args.model} `{strategy}` ({dropped} quotes dropped)", score(labels, path), tokens))
+    table = "\n".join(lines)
+    await asyncio.to_thread((out / "table.md").write_text, table + "\n", encoding="utf-8")
+    print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--model", default="local-gguf")
+    parser.add_argument("--n", type=int, default=4)
+    parser.add_argument("--min-chars", type=int, default=10_000, help="skip the cover-page-only stubs")
+    parser.add_argument("--strategies", default="auto,chunks")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--max-output-tokens", type=int, default=1024)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "eval-llm")
+    args = parser.parse_args()
+    contracts, lines = baseline(args)
+    asyncio.run(run(args, contracts, lines))
+
+
+if __name__ == "__main__":
+    main()
