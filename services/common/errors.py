@@ -96,6 +96,16 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield _check(request)
 
 
+# Exceptions of client libraries that mean "the dependency is unreachable right now" (registered by the
+# module that uses the library): UNAVAILABLE, so callers retry, instead of INTERNAL.
+_transient: tuple[type[BaseException], ...] = ()
+
+
+def register_transient(*types: type[BaseException]) -> None:
+    global _transient
+    _transient = (*_transient, *types)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
     if isinstance(exc, ServiceError):
         log.info("rpc error", extra={"method": method, "code": exc.code.name, "reason": exc.reason})
@@ -104,6 +114,10 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, me
         code = grpc.StatusCode.UNAVAILABLE if exc.code() == grpc.StatusCode.CANCELLED else exc.code()
         log.warning("downstream error", extra={"method": method, "code": exc.code().name})
         await context.abort(code, exc.details() or "", trailing_metadata=((REASON_KEY, error_reason(exc)),))
+    if isinstance(exc, _transient):
+        log.warning("dependency unavailable", extra={"method": method, "error": type(exc).__name__})
+        unavailable = ((REASON_KEY, "UNAVAILABLE"),)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", trailing_metadata=unavailable)
     log.exception("unexpected error", extra={"method": method})
     await context.abort(grpc.StatusCode.INTERNAL, "internal error", trailing_metadata=((REASON_KEY, "INTERNAL"),))
 

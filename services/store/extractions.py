@@ -64,7 +64,8 @@ def parse_id(extraction_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(extraction_id)
     except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"invalid extraction id {extraction_id!r}: expected a UUID") from exc
+        # Echo a bounded prefix only: a status message travels in a header with a size limit.
+        raise InvalidArgument(f"invalid extraction id {extraction_id[:64]!r}: expected a UUID") from exc
 
 
 def _timestamp(value: Any) -> timestamp_pb2.Timestamp:

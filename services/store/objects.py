@@ -11,9 +11,15 @@ from typing import Any
 
 import aioboto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument, NotFound, register_transient
 from services.common.settings import MiB
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,10 @@ def check_key(key: str) -> str:
     if not _KEY_PATTERN.match(key) or ".." in key or "//" in key:
         raise InvalidArgument(f"invalid object key {key!r}")
     return key
+
+
+# The S3 server restarting or unreachable: callers retry (UNAVAILABLE), rather than giving up (INTERNAL).
+register_transient(EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
 
 
 class ObjectStore:
