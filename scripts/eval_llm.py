@@ -1,10 +1,13 @@
 """Quality and tokens of the OpenAI-compatible backend on CUAD contracts, beside the embedded model.
 
-    python -m scripts.eval_llm --base-url http://127.0.0.1:8080/v1 [--n 4] [--strategies auto,chunks]
+    python -m scripts.eval_llm --base-url http://127.0.0.1:8080/v1 [--n 4] \
+        [--runs chunks,retrieval:embedded,retrieval:keyword]
 
 Runs `OpenAIExtractor` (the llm service's OpenAI path, in-process) against any OpenAI-compatible
-server on the N shortest CUAD contracts of at least --min-chars characters, once per strategy, and scores each run with
-../shared/eval/score_cuad.py on exactly those contracts. Beside it, the embedded model's out-of-fold
+server on the N shortest CUAD contracts of at least --min-chars characters, once per run (a strategy,
+and for retrieval/auto the passage selector), and scores each run with ../shared/eval/score_cuad.py on
+exactly those contracts. The embedded selector of a contract is its cross-validation fold's model
+(`training.heldout`), which never saw it. Beside it, the embedded model's out-of-fold
 predictions from `make crossval` (out/crossval/predictions.jsonl) on the same contracts, so nothing is
 scored on contracts its model was trained on. Prints one table (markdown) and writes out/eval-llm/.
 """
@@ -21,9 +24,11 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+from services.llm.embedded import EmbeddedSelector
 from services.llm.openai_backend import OpenAIExtractor, Strategy
 from services.llm.prompts import load_categories
 from training.data import Contract, load_corpus
+from training.heldout import FoldModels
 
 ROOT = Path(__file__).resolve().parent.parent
 CUAD = ROOT.parent / "shared" / "cuad"
@@ -76,7 +81,9 @@ def baseline(args: argparse.Namespace) -> tuple[list[Contract], list[str]]:
 async def run(args: argparse.Namespace, contracts: list[Contract], lines: list[str]) -> None:
     out: Path = args.out
     labels = out / "labels.jsonl"
-    for strategy in args.strategies.split(","):
+    folds = FoldModels() if "embedded" in args.runs else None
+    for run_name in args.runs.split(","):
+        strategy, _, selector = run_name.partition(":")
         extractor = OpenAIExtractor(
             base_url=args.base_url,
             api_key=os.environ.get("OPENAI_API_KEY", ""),
@@ -91,6 +98,10 @@ async def run(args: argparse.Namespace, contracts: list[Contract], lines: list[s
         started = time.monotonic()
         try:
             for contract in contracts:
+                if selector == "embedded" and folds is not None:
+                    extractor.selector = EmbeddedSelector(folds.model_for(contract.id))
+                elif selector not in ("", "keyword"):
+                    raise SystemExit(f"unknown selector {selector!r} in {run_name!r}")
                 result = await extractor.extract(contract.text)
                 clauses = [
                     {
@@ -105,16 +116,16 @@ async def run(args: argparse.Namespace, contracts: list[Contract], lines: list[s
                 completion_tokens += result.completion_tokens
                 dropped += result.dropped_quotes
                 print(
-                    f"{strategy} {contract.id}: {len(result.spans)} spans, {result.prompt_tokens} prompt tokens,"
+                    f"{run_name} {contract.id}: {len(result.spans)} spans, {result.prompt_tokens} prompt tokens,"
                     f" {result.dropped_quotes} quotes dropped, {time.monotonic() - started:.0f}s",
                     file=sys.stderr,
                 )
         finally:
             await extractor.aclose()
-        path = out / f"openai-{strategy}.jsonl"
+        path = out / f"openai-{run_name.replace(':', '-')}.jsonl"
         write_jsonl(path, predictions)
         tokens = f"{prompt_tokens // len(contracts):,} / {completion_tokens // len(contracts):,} per contract"
-        lines.append(row(f"{args.model} `{strategy}` ({dropped} quotes dropped)", score(labels, path), tokens))
+        lines.append(row(f"{args.model} `{run_name}` ({dropped} quotes dropped)", score(labels, path), tokens))
     table = "\n".join(lines)
     await asyncio.to_thread((out / "table.md").write_text, table + "\n", encoding="utf-8")
     print(table)
@@ -126,7 +137,11 @@ def main() -> None:
     parser.add_argument("--model", default="local-gguf")
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--min-chars", type=int, default=10_000, help="skip the cover-page-only stubs")
-    parser.add_argument("--strategies", default="auto,chunks")
+    parser.add_argument(
+        "--runs",
+        default="chunks,retrieval:embedded,retrieval:keyword",
+        help="comma-separated STRATEGY[:SELECTOR]; selector embedded (default in the service) or keyword",
+    )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--max-output-tokens", type=int, default=1024)
     parser.add_argument("--timeout", type=float, default=600)

@@ -4,7 +4,8 @@
 
 Group k-fold (contracts of the same filer stay in one fold). Each fold runs the full training
 procedure of `training.model.fit` (including its inner CV for calibration and thresholds) on the
-other folds, quantises the weights as `training.train` does, and extracts clauses from the held-out
+other folds, quantises the weights as `training.train` does (`training.heldout`, which caches the fold
+models for other evaluations), and extracts clauses from the held-out
 contracts with `EmbeddedExtractor.extract` — the production code path. Predictions of all folds are
 written as one JSONL and scored by score_cuad.py; the scores, answer accuracy and the data hash are
 written next to the committed artefact (crossval.json).
@@ -23,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from services.llm.answers import clean
-from services.llm.embedded import MODEL_DIR, ClauseSpan, EmbeddedExtractor
-from training.data import DEFAULT_CUAD, DEFAULT_SCORER, ROOT, Contract, folds, labels_sha256
-from training.model import Params, fit, quantize
-from training.prepare import answer_formats, load_prepared
+from services.llm.embedded import MODEL_DIR, ClauseSpan
+from training.data import DEFAULT_CUAD, DEFAULT_SCORER, ROOT, Contract, labels_sha256
+from training.heldout import FoldModels
 
 log = logging.getLogger("training")
 TYPED = [
@@ -108,19 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.monotonic()
-    params = Params()
-    docs, cats = load_prepared(args.cuad_dir, params)
-    formats = answer_formats(args.cuad_dir)
-    assignment = folds([d.contract for d in docs], args.folds)
+    models = FoldModels(args.cuad_dir, args.folds)
+    docs = models.docs
     predictions: dict[str, dict[str, Any]] = {}
     per_fold: list[dict[str, Any]] = []
     selected = [int(f) for f in args.only.split(",")] if args.only else list(range(args.folds))
-    docs_run = [d for d, f in zip(docs, assignment, strict=True) if f in selected]
+    docs_run = [d for d in docs if models.fold_of(d.contract.id) in selected]
     for fold in selected:
-        train = [d for d, f in zip(docs, assignment, strict=True) if f != fold]
-        test = [d for d, f in zip(docs, assignment, strict=True) if f == fold]
-        arrays, metadata = fit(train, cats, formats, params)
-        extractor = EmbeddedExtractor(quantize(arrays), metadata)
+        test = [d for d in docs if models.fold_of(d.contract.id) == fold]
+        extractor = models.model(fold)
+        metadata = extractor.metadata
         for d in test:
             spans = extractor.extract(d.contract.text)
             predictions[d.contract.id] = prediction_line(d.contract.id, d.contract.text, spans)

@@ -70,8 +70,14 @@ class OpenAIBackend:
     hold for all documents; its errors become statuses the orchestrator retries or not."""
 
     def __init__(self, settings: LlmSettings) -> None:
+        from services.llm.chunking import PassageSelector
         from services.llm.openai_backend import OpenAIExtractor
 
+        selector: PassageSelector | None = None  # None: the extractor's keyword selector
+        if settings.openai_selector == "embedded":
+            from services.llm.embedded import EmbeddedExtractor, EmbeddedSelector
+
+            selector = EmbeddedSelector(EmbeddedExtractor.load(settings.model_dir), settings.openai_min_presence)
         self._extractor = OpenAIExtractor(
             base_url=settings.openai_base_url,
             api_key=settings.openai_api_key.get_secret_value() or "none",
@@ -80,6 +86,7 @@ class OpenAIBackend:
             max_concurrency=settings.openai_max_concurrency,
             chunk_chars=settings.openai_chunk_chars,
             strategy=settings.openai_strategy,
+            selector=selector,
             max_output_tokens=settings.openai_max_output_tokens,
         )
         self.model_name = self._extractor.model_name

@@ -6,9 +6,9 @@ Two consumers:
   sentence > word), and the overlap keeps a clause cut by one chunk whole in the next;
 - the `retrieval` strategy splits the contract into passages (sections/paragraphs of bounded size),
   scores every passage against every category with a cheap selector and sends each category only its
-  best passages. The selector is any `PassageSelector` callable; `KeywordSelector` (BM25 over a query
-  made of the category's name, description and hand-picked cue words) is the default until a learned
-  scorer (e.g. the embedded model's) is plugged in.
+  best passages. The selector is any `PassageSelector` callable: the llm service uses the embedded
+  model's (`embedded.EmbeddedSelector`); `KeywordSelector` (BM25 over a query made of the category's
+  name, description and hand-picked cue words) needs no weights and is the fallback.
 """
 
 from __future__ import annotations
@@ -163,8 +163,9 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-# Scores, one list per category (in the order given), one score per passage (in the order given).
-PassageSelector = Callable[[Sequence[str], Sequence[str]], list[list[float]]]
+# (text, passages of it, category names) -> scores, one list per category (in the order given), one
+# score per passage (in the order given); a score <= 0 means "not relevant".
+PassageSelector = Callable[[str, Sequence[Piece], Sequence[str]], list[list[float]]]
 
 # Cue words per category, beyond its name and description: the words contracts actually use.
 CUES: dict[str, str] = {
@@ -227,8 +228,8 @@ class KeywordSelector:
         self._k1 = k1
         self._b = b
 
-    def __call__(self, texts: Sequence[str], categories: Sequence[str]) -> list[list[float]]:
-        docs = [Counter(tokenize(t)) for t in texts]
+    def __call__(self, text: str, pieces: Sequence[Piece], categories: Sequence[str]) -> list[list[float]]:
+        docs = [Counter(tokenize(text[p.start : p.end])) for p in pieces]
         if not docs:
             return [[] for _ in categories]
         average = sum(sum(d.values()) for d in docs) / len(docs) or 1.0

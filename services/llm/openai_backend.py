@@ -3,9 +3,10 @@ Ollama, llama.cpp's llama-server), with structured output and grounded quotes.
 
 Pipeline for one document:
 1. plan: a short text goes whole in one request; a long one is either cut into overlapping chunks on
-   section boundaries (every category asked of every chunk), or — the default, `retrieval` — split into
-   passages that a cheap pluggable selector scores per category, so each request carries only a few
-   categories and their best passages (far fewer prompt tokens; see `tokens_report`);
+   section boundaries (every category asked of every chunk), or — `retrieval` — split into passages
+   that a pluggable selector scores per category (in the service: the embedded model), so each request
+   carries only a few categories and their best passages (far fewer prompt tokens; see
+   `tokens_report`); `auto`, the default, takes retrieval when it at least halves the prompt;
 2. call: requests run concurrently under a semaphore; the reply must be JSON matching a versioned
    schema (`prompts`), repaired locally (code fences, trailing text, truncation) or re-asked with the
    validation error, a bounded number of times;
@@ -342,7 +343,7 @@ class OpenAIExtractor:
         if not pieces:
             return []
         names = [c.name for c in self.categories]
-        scores = self.selector([text[p.start : p.end] for p in pieces], names)
+        scores = self.selector(text, pieces, names)
         wanted: list[tuple[Category, list[int]]] = []
         for category, row in zip(self.categories, scores, strict=True):
             forced: list[int] = list(range(FRONT_PASSAGES)) if category.name in FRONT_MATTER else []
@@ -402,7 +403,7 @@ class OpenAIExtractor:
 
     async def extract(self, text: str, on_progress: Callable[[int, int], None] | None = None) -> OpenAIResult:
         """`on_progress(done, total)` is called as planned requests (chunks) finish."""
-        plan = self.plan(text)
+        plan = await asyncio.to_thread(self.plan, text)  # a learned selector is CPU work
         grounder = Grounder(text)
         finished = 0
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.llm.chunking import PassageSelector
 from services.llm.grounding import Grounder
 from services.llm.openai_backend import OpenAIExtractor, PlannedRequest, Strategy
 
@@ -101,6 +102,26 @@ def _load_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _selectors(args: argparse.Namespace) -> Callable[[str | None], PassageSelector]:
+    """Selector per document: for a CUAD contract (by id), its cross-validation fold's model, so its
+    recall is not measured on the model's own training data; for other files, the shipped model."""
+    from services.llm.embedded import EmbeddedExtractor, EmbeddedSelector
+
+    shipped = EmbeddedSelector(EmbeddedExtractor.load(), args.min_presence)
+    folds = None
+    if args.cuad:
+        from training.heldout import FoldModels  # a development checkout: trains or loads fold models
+
+        folds = FoldModels(args.cuad_dir)
+
+    def selector_for(contract_id: str | None) -> PassageSelector:
+        if contract_id is None or folds is None:
+            return shipped
+        return EmbeddedSelector(folds.model_for(contract_id), args.min_presence)
+
+    return selector_for
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", type=Path, help="PDF or text files")
@@ -109,6 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tokenize-url", default="", help="llama-server base URL for exact token counts")
     parser.add_argument("--chunk-chars", type=int, default=6000)
     parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument(
+        "--selector",
+        choices=("keyword", "embedded"),
+        default="embedded",
+        help="retrieval's passage selector; embedded: on CUAD contracts the fold model that never saw them",
+    )
+    parser.add_argument("--min-presence", type=float, default=0.0)
     args = parser.parse_args(argv)
 
     count = llama_server_counter(args.tokenize_url) if args.tokenize_url else estimate_tokens
@@ -128,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     strategies: tuple[Strategy, ...] = ("chunks", "retrieval", "auto")
     print(f"tokens: {'llama-server ' + args.tokenize_url if args.tokenize_url else 'estimated at 4 chars/token'}")
+    print(f"retrieval selector: {args.selector}" + (f", min presence {args.min_presence}" if args.min_presence else ""))
     print("prompt tokens of first attempts (requests); recall: labelled clauses sent to a request for their category")
     print(
         f"{'document':<18}{'chars':>8}"
@@ -137,8 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     totals = {s: [0, 0] for s in strategies}
     recall_totals = {"retrieval": [0, 0], "auto": [0, 0]}
     total_chars = 0
+    selector_for = _selectors(args) if args.selector == "embedded" else None
     for name, path, gold in documents:
         text = _load_text(path)
+        if selector_for is not None:
+            extractor.selector = selector_for(name if gold is not None else None)
         total_chars += len(text)
         line = f"{name:<18}{len(text):>8}"
         for strategy in strategies:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.llm.chunking import KeywordSelector, chunk_text, passages, select
+from services.llm.chunking import KeywordSelector, Piece, chunk_text, passages, select
 from services.llm.openai_backend import ClauseSpan, OpenAIExtractor, merge_spans
 from services.llm.prompts import load_categories
 
@@ -85,11 +85,21 @@ def test_passages_cover_all_words_in_order_within_bounds() -> None:
     assert all(p.end - p.start >= 300 for p in pieces[:-1])
 
 
+def joined(texts: list[str]) -> tuple[str, list[Piece]]:
+    """The texts as paragraphs of one document, and where each one lies in it."""
+    pieces, start = [], 0
+    for text in texts:
+        pieces.append(Piece(start, start + len(text)))
+        start += len(text) + 2
+    return "\n\n".join(texts), pieces
+
+
 def test_keyword_selector_ranks_the_matching_clause_first() -> None:
     categories = load_categories()
     selector = KeywordSelector({c.name: c.description for c in categories})
     texts = [FILLER, *CLAUSES.values(), FILLER]
-    scores = selector(texts, list(CLAUSES))
+    text, pieces = joined(texts)
+    scores = selector(text, pieces, list(CLAUSES))
     for row, (name, clause) in zip(scores, CLAUSES.items(), strict=True):
         best = max(range(len(texts)), key=lambda i: row[i])
         assert texts[best] == clause, name

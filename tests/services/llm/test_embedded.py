@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.llm.embedded import MODEL_DIR, ClauseSpan, EmbeddedExtractor
+from services.llm.chunking import Piece
+from services.llm.embedded import MODEL_DIR, ClauseSpan, EmbeddedExtractor, EmbeddedSelector
 from tests.conftest import ROOT
 
 CONTRACT = (
@@ -132,3 +134,28 @@ def test_long_contract_is_fast(extractor: EmbeddedExtractor) -> None:
     started = time.monotonic()
     extractor.extract(text)
     assert time.monotonic() - started < 3.0  # the service budget for a 30-page contract (measured: ~0.2 s)
+
+
+def test_selector_ranks_the_passage_holding_the_clause_first(extractor: EmbeddedExtractor) -> None:
+    text = CONTRACT
+    pieces = [Piece(m.start(), m.end()) for m in re.finditer(r"[^\n]+(?:\n(?!\d\.)[^\n]+)*", text)]
+    holding = {
+        "Governing Law": "5. GOVERNING LAW",
+        "Audit Rights": "3. AUDIT",
+        "Anti-Assignment": "4. ASSIGNMENT",
+        "Insurance": "6. INSURANCE",
+    }
+    scores = EmbeddedSelector(extractor)(text, pieces, list(holding))
+    for row, (category, heading) in zip(scores, holding.items(), strict=True):
+        best = max(range(len(pieces)), key=lambda i: row[i])
+        assert text[pieces[best].start :].startswith(heading), category
+        assert all(0.0 <= s <= 1.0 for s in row)
+
+
+def test_selector_skips_categories_the_model_finds_absent(extractor: EmbeddedExtractor) -> None:
+    pieces = [Piece(0, len(CONTRACT))]
+    absent, present = "Source Code Escrow", "Governing Law"
+    everything = EmbeddedSelector(extractor)(CONTRACT, pieces, [absent, present])
+    gated = EmbeddedSelector(extractor, min_presence=0.5)(CONTRACT, pieces, [absent, present])
+    assert everything[0][0] > 0, "without a presence floor every category keeps its best passage"
+    assert gated == [[0.0], everything[1]]
