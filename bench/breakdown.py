@@ -43,7 +43,6 @@ async def run(stack: Stack, quick: bool) -> Section:
     from temporalio.client import Client
 
     from orchestrator.payloads import WORKFLOW_NAME, ExtractionInput
-    from services.store.objects import ObjectStore
 
     runs = 5 if quick else 60
     document = upload_pdf()
@@ -51,13 +50,7 @@ async def run(stack: Stack, quick: bool) -> Section:
     section.load = f"{len(document) // 1024} KB PDF, unique bytes each; {runs} calls per step after one warm-up"
     results: dict[str, list[float]] = {}
 
-    async with ObjectStore(
-        endpoint_url=stack.s3_endpoint,
-        bucket="clausework",
-        region="us-east-1",
-        access_key_id="clausework",
-        secret_access_key="clausework",
-    ) as objects:
+    async with stack.object_store() as objects:
         results["S3 put (aioboto3, as the store does)"] = await _timed(
             lambda: objects.put(f"uploads/bench-{uuid.uuid4()}.pdf", unique(document), "application/pdf"), runs
         )

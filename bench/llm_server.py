@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import time
-import urllib.request
-from pathlib import Path
 
 from bench.common import NO_CUAD, ROOT, Section, contract_pages, cuad_available, cuad_pdfs
-from bench.noop import free_port
+from deploy.local.llama import LlamaServer, cached_paths, missing
 
 COMMAND = "python -m bench --only llm_server"
 CHUNKS = 4
@@ -35,52 +31,6 @@ CATEGORIES = (
     "Audit Rights",
     "Termination For Convenience",
 )
-
-
-def cached_paths() -> dict[str, str]:
-    script = ROOT / "scripts" / "setup_llm_server.sh"
-    result = subprocess.run(["bash", str(script), "--paths"], capture_output=True, text=True, check=False)
-    paths = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    return {k: v for k, v in paths.items() if Path(v).is_file()}
-
-
-class LlamaServer:
-    def __init__(self, binary: str, model: str, parallel: int, log: Path) -> None:
-        self.port = free_port()
-        threads = os.environ.get("BENCH_LLAMA_THREADS", str(os.cpu_count() or 1))
-        command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["-c", str(4096 * parallel), "-np", str(parallel), "-t", threads, "--cont-batching"]
-        self.threads = threads
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.process.returncode}; see {log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("llama-server not healthy after 180 s")
-            time.sleep(0.5)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(15)
 
 
 def _extractor(base_url: str, concurrency: int, strategy: str, chunk_chars: int = CHUNK_CHARS) -> object:
@@ -179,7 +129,7 @@ def _planned_prompt_tokens(base_url: str, texts: list[str]) -> dict[str, tuple[f
 def run(quick: bool) -> Section:
     section = Section("LLM path against llama-server (SmolLM2-135M)", COMMAND)
     paths = cached_paths()
-    if "LLAMA_SERVER_BIN" not in paths or "SMOLLM2_GGUF" not in paths:
+    if missing(paths, ("LLAMA_SERVER_BIN", "SMOLLM2_GGUF")):
         section.skipped = "llama-server or SmolLM2 not set up: run `make llm-server`"
         return section
     from services.parser.pdftext import parse_pdf
@@ -204,7 +154,9 @@ def run(quick: bool) -> Section:
     log = ROOT / ".run" / "bench" / "logs" / "llama-server.log"
     # As many parallel slots (and extractor concurrency) as the contract has chunks.
     slots = _planned_chunks(fan_text)
-    server = LlamaServer(paths["LLAMA_SERVER_BIN"], paths["SMOLLM2_GGUF"], slots, log)
+    threads = int(os.environ.get("BENCH_LLAMA_THREADS", str(os.cpu_count() or 1)))
+    server = LlamaServer(paths["LLAMA_SERVER_BIN"], paths["SMOLLM2_GGUF"], log, parallel=slots, threads=threads)
+    server.start()
     try:
         wall, singles, chunks = asyncio.run(_fan_out(server.base_url, fan_text, slots))
         ratio = wall / max(singles)

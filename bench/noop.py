@@ -19,6 +19,7 @@ import grpc
 from bench.common import ROOT
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
+from deploy.local.llama import free_port
 
 
 class NoopServicer(extraction_pb2_grpc.ExtractionServiceServicer):
@@ -37,13 +38,6 @@ async def serve(port: int) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

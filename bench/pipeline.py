@@ -55,7 +55,6 @@ async def in_process(stack: Stack, documents: list[bytes]) -> float:
 
     from orchestrator.payloads import clauses_key
     from services.store.extractions import ExtractionStore, Upload
-    from services.store.objects import ObjectStore
 
     workers = os.cpu_count() or 1
     loop = asyncio.get_running_loop()
@@ -64,13 +63,7 @@ async def in_process(stack: Stack, documents: list[bytes]) -> float:
     with ProcessPoolExecutor(workers, initializer=_init_worker) as executor:
         # Warm the pool (model loads) outside the timing, as the llm service loads its model at start-up.
         await asyncio.gather(*(loop.run_in_executor(executor, _cpu_work, documents[0]) for _ in range(workers)))
-        async with ObjectStore(
-            endpoint_url=stack.s3_endpoint,
-            bucket="clausework",
-            region="us-east-1",
-            access_key_id="clausework",
-            secret_access_key="clausework",
-        ) as objects:
+        async with stack.object_store() as objects:
             store = ExtractionStore(pool, objects)
             slots = asyncio.Semaphore(workers)
 

@@ -61,13 +61,7 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="session")
 async def objects(stack: Stack) -> AsyncIterator[ObjectStore]:
-    async with ObjectStore(
-        endpoint_url=stack.s3_endpoint,
-        bucket="clausework",
-        region="us-east-1",
-        access_key_id="clausework",
-        secret_access_key="clausework",
-    ) as store:
+    async with stack.object_store() as store:
         yield store
 
 

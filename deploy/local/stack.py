@@ -24,6 +24,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.store.objects import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -171,6 +175,20 @@ class Stack:
     @property
     def gateway_address(self) -> str:
         return f"127.0.0.1:{self.profile.gateway}"
+
+    def object_store(self) -> ObjectStore:
+        """A client of the bucket the stack's store service writes to, configured as that service is."""
+        from services.store.objects import ObjectStore
+        from services.store.settings import StoreSettings
+
+        settings = StoreSettings().model_copy(update={"s3_endpoint_url": self.s3_endpoint})
+        return ObjectStore(
+            endpoint_url=settings.s3_endpoint_url,
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=settings.aws_secret_access_key,
+        )
 
     def port(self, name: str) -> int:
         ports = {"s3": self.profile.s3, **{n: getattr(self.profile, n) for n in (*SERVICES, "postgres", "temporal")}}

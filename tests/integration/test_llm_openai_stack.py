@@ -17,12 +17,13 @@ import pytest
 
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
+from deploy.local.llama import LlamaServer, cached_paths
 from deploy.local.stack import Stack
 from services.llm.prompts import PROMPT_VERSION
 from services.parser.pdftext import parse_pdf
 from tests import pdfs
 from tests.conftest import wait_terminal
-from tests.integration.test_openai_llama import LlamaServer, cached_paths, require
+from tests.integration.test_openai_llama import llama_server, require
 
 Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 MODEL = "smollm2-135m"
@@ -32,7 +33,7 @@ MODEL = "smollm2-135m"
 def llama_smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     paths = cached_paths()
     require(paths, ("LLAMA_SERVER_BIN", "SMOLLM2_GGUF"))
-    server = LlamaServer(paths["LLAMA_SERVER_BIN"], paths["SMOLLM2_GGUF"], tmp_path_factory.mktemp("llama") / "log")
+    server = llama_server(paths["LLAMA_SERVER_BIN"], paths["SMOLLM2_GGUF"], tmp_path_factory.mktemp("llama") / "log")
     server.start()
     try:
         yield server

@@ -14,11 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +22,12 @@ from typing import Any
 import httpx2
 import pytest
 
+from deploy.local.llama import ROOT, SETUP, LlamaServer, cached_paths, missing
 from services.llm.openai_backend import OpenAIExtractor, OpenAIResult
 from services.llm.prompts import PROMPT_VERSION, json_schema, load_categories
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-SETUP = ROOT / "scripts" / "setup_llm_server.sh"
 NBSP = "\xa0"
 CATEGORIES = ("Parties", "Agreement Date", "Governing Law", "Anti-Assignment", "Audit Rights")
 CONTRACT = (
@@ -50,80 +44,20 @@ CONTRACT = (
 ).replace(" ", NBSP)
 
 
-def cached_paths() -> dict[str, str]:
-    """Paths of the cached server and weights, from the setup script itself (env vars override)."""
-    result = subprocess.run(["bash", str(SETUP), "--paths"], capture_output=True, text=True, check=False)
-    paths = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    for key in ("LLAMA_SERVER_BIN", "SMOLLM2_GGUF", "QWEN_GGUF"):
-        if os.environ.get(key):
-            paths[key] = os.environ[key]
-    return paths
-
-
 def require(paths: dict[str, str], keys: tuple[str, ...], *, optional: bool = False) -> None:
-    missing = [k for k in keys if not (paths.get(k) and Path(paths[k]).is_file())]
-    if not missing:
+    absent = missing(paths, keys)
+    if not absent:
         return
-    message = f"{', '.join(missing)} not set up: run {SETUP.relative_to(ROOT)}" + (" --with-qwen" if optional else "")
+    message = f"{', '.join(absent)} not set up: run {SETUP.relative_to(ROOT)}" + (" --with-qwen" if optional else "")
     if os.environ.get("CI") == "true" and not optional:
         pytest.fail(message)
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class LlamaServer:
-    """llama-server as a child process on a free loopback port; always stopped by `stop()`."""
-
-    binary: str
-    model: str
-    log_path: Path
-    parallel: int = 2
-    process: subprocess.Popen[bytes] | None = None
-    base_url: str = ""
-
-    def start(self, timeout: float = 180.0) -> None:
-        port = free_port()
-        # One thread: a tiny model gains little from two, and llama.cpp's spinning thread pool degrades
-        # badly when the two cores are shared with other work (as on CI and developer machines).
-        threads = os.environ.get("LLAMA_TEST_THREADS", "1")
-        command = [self.binary, "-m", self.model, "--host", "127.0.0.1", "--port", str(port)]
-        command += ["-c", str(4096 * self.parallel), "-np", str(self.parallel), "-t", threads]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"llama-server not healthy after {timeout}s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
+def llama_server(binary: str, model: str, log_path: Path) -> LlamaServer:
+    # One thread: a tiny model gains little from two, and llama.cpp's spinning thread pool degrades
+    # badly when the two cores are shared with other work (as on CI and developer machines).
+    return LlamaServer(binary, model, log_path, threads=int(os.environ.get("LLAMA_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="module", params=["smollm2", "qwen"])
@@ -131,7 +65,7 @@ def llama(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     paths = cached_paths()
     key = {"smollm2": "SMOLLM2_GGUF", "qwen": "QWEN_GGUF"}[request.param]
     require(paths, ("LLAMA_SERVER_BIN", key), optional=request.param == "qwen")
-    server = LlamaServer(paths["LLAMA_SERVER_BIN"], paths[key], tmp_path_factory.mktemp("llama") / "server.log")
+    server = llama_server(paths["LLAMA_SERVER_BIN"], paths[key], tmp_path_factory.mktemp("llama") / "server.log")
     server.start()
     try:
         yield server
