@@ -6,7 +6,7 @@ STACK := $(PY) deploy/local/stack.py
 SAMPLE := samples/sample-contract.pdf
 SERVICES := postgres s3 temporal store parser llm gateway worker
 
-.PHONY: help setup llm-server bench bench-quick train crossval eval demo up down ps protos test test-unit drills lint fmt clean $(addprefix logs-,$(SERVICES))
+.PHONY: help setup llm-server bench bench-quick train crossval eval eval-llm demo up down ps protos test test-unit drills lint fmt clean $(addprefix logs-,$(SERVICES))
 
 help:
 	@echo "make demo    start the stack and extract $(SAMPLE)"
@@ -50,6 +50,13 @@ crossval: setup
 N ?= 20
 eval: up
 	$(PY) scripts/eval_cuad.py --n $(N)
+
+# The OpenAI-compatible backend with a local Qwen2.5-0.5B on the LLM_N shortest CUAD contracts: whole
+# contract (chunks) vs retrieval (embedded / keyword selector), tokens and scores (docs/llm-backends.md).
+LLM_N ?= 3
+eval-llm: setup
+	scripts/setup_llm_server.sh --with-qwen
+	$(PY) -m scripts.eval_llm --n $(LLM_N)
 
 demo: up
 	$(PY) -m clausework --address 127.0.0.1:50051 extract $(SAMPLE)

@@ -1,15 +1,15 @@
 """Quality and tokens of the OpenAI-compatible backend on CUAD contracts, beside the embedded model.
 
-    python -m scripts.eval_llm --base-url http://127.0.0.1:8080/v1 [--n 4] \
-        [--runs chunks,retrieval:embedded,retrieval:keyword]
+    python -m scripts.eval_llm [--n 4] [--runs chunks,retrieval:embedded,retrieval:keyword]
+    python -m scripts.eval_llm --base-url http://HOST/v1 --model M [...]
 
 Runs `OpenAIExtractor` (the llm service's OpenAI path, in-process) against any OpenAI-compatible
 server on the N shortest CUAD contracts of at least --min-chars characters, once per run (a strategy,
 and for retrieval/auto the passage selector), and scores each run with ../shared/eval/score_cuad.py on
 exactly those contracts. The embedded selector of a contract is its cross-validation fold's model
-(`training.heldout`), which never saw it. Beside it, the embedded model's out-of-fold
-predictions from `make crossval` (out/crossval/predictions.jsonl) on the same contracts, so nothing is
-scored on contracts its model was trained on. Prints one table (markdown) and writes out/eval-llm/.
+(`training.heldout`), which never saw it; the embedded model's own row is those fold models'
+extractions, so nothing is scored on contracts a model was trained on. Prints one table (markdown)
+and writes out/eval-llm/.
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+from deploy.local.llama import LlamaServer, cached_paths, missing
 from services.llm.embedded import EmbeddedSelector
 from services.llm.openai_backend import OpenAIExtractor, Strategy
 from services.llm.prompts import load_categories
+from training.crossval import prediction_line
 from training.data import Contract, load_corpus
 from training.heldout import FoldModels
 
 ROOT = Path(__file__).resolve().parent.parent
 CUAD = ROOT.parent / "shared" / "cuad"
 SCORER = ROOT.parent / "shared" / "eval" / "score_cuad.py"
-OOF = ROOT / "out" / "crossval" / "predictions.jsonl"
 
 
 def score(labels: Path, predictions: Path) -> dict[str, Any]:
@@ -58,8 +59,9 @@ def row(name: str, scores: dict[str, Any], extra: str) -> str:
     )
 
 
-def baseline(args: argparse.Namespace) -> tuple[list[Contract], list[str]]:
-    """The N shortest contracts, their labels, and the embedded model's out-of-fold row."""
+def baseline(args: argparse.Namespace, folds: FoldModels) -> tuple[list[Contract], list[str]]:
+    """The N shortest contracts, their labels, and the embedded model's row (each contract extracted by
+    its fold's model, as in cross-validation)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     long_enough = [c for c in load_corpus(CUAD) if len(c.text) >= args.min_chars]
@@ -71,17 +73,15 @@ def baseline(args: argparse.Namespace) -> tuple[list[Contract], list[str]]:
 
     lines = ["| predictions | detection F1 | span P | span R | span F1 | AUPR | prompt / completion tokens |"]
     lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-    if OOF.exists():
-        embedded = [json.loads(line) for line in OOF.read_text(encoding="utf-8").splitlines()]
-        write_jsonl(out / "embedded.jsonl", [p for p in embedded if p["id"] in ids])
-        lines.append(row("embedded (out-of-fold)", score(out / "labels.jsonl", out / "embedded.jsonl"), "none"))
+    embedded = [prediction_line(c.id, c.text, folds.model_for(c.id).extract(c.text)) for c in contracts]
+    write_jsonl(out / "embedded.jsonl", embedded)
+    lines.append(row("embedded (fold model)", score(out / "labels.jsonl", out / "embedded.jsonl"), "none"))
     return contracts, lines
 
 
-async def run(args: argparse.Namespace, contracts: list[Contract], lines: list[str]) -> None:
+async def run(args: argparse.Namespace, folds: FoldModels, contracts: list[Contract], lines: list[str]) -> None:
     out: Path = args.out
     labels = out / "labels.jsonl"
-    folds = FoldModels() if "embedded" in args.runs else None
     for run_name in args.runs.split(","):
         strategy, _, selector = run_name.partition(":")
         extractor = OpenAIExtractor(
@@ -98,7 +98,7 @@ async def run(args: argparse.Namespace, contracts: list[Contract], lines: list[s
         started = time.monotonic()
         try:
             for contract in contracts:
-                if selector == "embedded" and folds is not None:
+                if selector == "embedded":
                     extractor.selector = EmbeddedSelector(folds.model_for(contract.id))
                 elif selector not in ("", "keyword"):
                     raise SystemExit(f"unknown selector {selector!r} in {run_name!r}")
@@ -133,8 +133,15 @@ async def run(args: argparse.Namespace, contracts: list[Contract], lines: list[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base-url", required=True)
-    parser.add_argument("--model", default="local-gguf")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--base-url", help="a running OpenAI-compatible server (key: OPENAI_API_KEY)")
+    where.add_argument(
+        "--local",
+        choices=("qwen", "smollm2"),
+        default="qwen",
+        help="without --base-url: start llama-server with these weights (scripts/setup_llm_server.sh --with-qwen)",
+    )
+    parser.add_argument("--model", default="", help="model name sent to the server (default: the local weights)")
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--min-chars", type=int, default=10_000, help="skip the cover-page-only stubs")
     parser.add_argument(
@@ -144,11 +151,31 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--max-output-tokens", type=int, default=1024)
-    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "eval-llm")
     args = parser.parse_args()
-    contracts, lines = baseline(args)
-    asyncio.run(run(args, contracts, lines))
+    folds = FoldModels()
+    contracts, lines = baseline(args, folds)
+    if args.base_url:
+        args.model = args.model or "default"
+        asyncio.run(run(args, folds, contracts, lines))
+        return
+    paths = cached_paths()
+    weights = {"qwen": "QWEN_GGUF", "smollm2": "SMOLLM2_GGUF"}[args.local]
+    if absent := missing(paths, ("LLAMA_SERVER_BIN", weights)):
+        raise SystemExit(f"{', '.join(absent)} not set up: run scripts/setup_llm_server.sh --with-qwen")
+    args.model = args.model or Path(paths[weights]).stem
+    server = LlamaServer(
+        paths["LLAMA_SERVER_BIN"],
+        paths[weights],
+        args.out / "llama-server.log",
+        parallel=args.concurrency,
+        threads=os.cpu_count() or 1,
+        context_per_slot=8192,  # 41 category definitions, a 6,000-character chunk and the reply
+    )
+    with server:
+        args.base_url = server.base_url
+        asyncio.run(run(args, folds, contracts, lines))
 
 
 if __name__ == "__main__":

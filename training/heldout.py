@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from training.prepare import answer_formats, load_prepared
 
 log = logging.getLogger("training")
 ROOT = Path(__file__).resolve().parent.parent
-_SOURCES = ["training/model.py", "training/heldout.py", "services/llm/embedded.py"]
+_SOURCES = ["training/model.py", "services/llm/embedded.py"]  # the code that shapes the weights
 
 
 @dataclass
@@ -61,10 +63,15 @@ class FoldModels:
         train = [d for d in self.docs if self.assignment[d.contract.id] != fold]
         arrays, metadata = fit(train, self.categories, answer_formats(self.cuad_dir), self.params)
         packed = quantize(arrays)
-        directory.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(directory / "model.npz", allow_pickle=False, **packed)
-        # metadata last: its presence marks a complete artefact
-        (directory / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+        # written aside and renamed into place whole, so a concurrent run never reads half a model
+        partial = directory.with_name(f".{directory.name}-{os.getpid()}")
+        partial.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(partial / "model.npz", allow_pickle=False, **packed)
+        (partial / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+        try:
+            partial.rename(directory)
+        except OSError:  # another run finished the same fold first: same data, same weights
+            shutil.rmtree(partial, ignore_errors=True)
         log.info("trained fold %d/%d in %.0f s", fold + 1, self.k, time.monotonic() - started)
         return EmbeddedExtractor(packed, metadata)
 
