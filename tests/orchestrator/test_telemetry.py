@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -38,17 +35,7 @@ from orchestrator.workflows import ExtractionWorkflow
 from services.common.jsonlog import JsonFormatter
 from services.gateway.__main__ import use_search_attributes
 
-TEMPORAL = Path(sys.executable).parent / "temporal"
 log = logging.getLogger("tests.activities")
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL), dev_server_extra_args=["--log-level", "error"]
-    )
-    yield environment
-    await environment.shutdown()
 
 
 class Activities:

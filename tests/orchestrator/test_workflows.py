@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from temporalio import activity
@@ -27,17 +24,6 @@ from orchestrator.payloads import (
     StatusUpdate,
 )
 from orchestrator.workflows import ExtractionWorkflow
-
-TEMPORAL = Path(sys.executable).parent / "temporal"
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL), dev_server_extra_args=["--log-level", "error"]
-    )
-    yield environment
-    await environment.shutdown()
 
 
 class Fakes:
