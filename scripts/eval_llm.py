@@ -28,6 +28,7 @@ from deploy.local.llama import LlamaServer, cached_paths, missing
 from services.llm.embedded import EmbeddedSelector
 from services.llm.openai_backend import OpenAIExtractor, Strategy
 from services.llm.prompts import load_categories
+from services.llm.settings import LlmSettings
 from training.crossval import prediction_line
 from training.data import Contract, load_corpus
 from training.heldout import FoldModels
@@ -99,7 +100,7 @@ async def run(args: argparse.Namespace, folds: FoldModels, contracts: list[Contr
         try:
             for contract in contracts:
                 if selector == "embedded":
-                    extractor.selector = EmbeddedSelector(folds.model_for(contract.id))
+                    extractor.selector = EmbeddedSelector(folds.model_for(contract.id), args.min_presence)
                 elif selector not in ("", "keyword"):
                     raise SystemExit(f"unknown selector {selector!r} in {run_name!r}")
                 result = await extractor.extract(contract.text)
@@ -148,6 +149,12 @@ def main() -> None:
         "--runs",
         default="chunks,retrieval:embedded,retrieval:keyword",
         help="comma-separated STRATEGY[:SELECTOR]; selector embedded (default in the service) or keyword",
+    )
+    parser.add_argument(
+        "--min-presence",
+        type=float,
+        default=LlmSettings.model_fields["openai_min_presence"].default,
+        help="the embedded selector's presence floor (default: the llm service's)",
     )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--max-output-tokens", type=int, default=1024)

@@ -25,6 +25,7 @@ from pathlib import Path
 from services.llm.chunking import PassageSelector
 from services.llm.grounding import Grounder
 from services.llm.openai_backend import OpenAIExtractor, PlannedRequest, Strategy
+from services.llm.settings import LlmSettings
 
 TokenCounter = Callable[[str], int]
 # Tokens a chat template adds per message (role markers): a small constant for common templates.
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="embedded",
         help="retrieval's passage selector; embedded: on CUAD contracts the fold model that never saw them",
     )
-    parser.add_argument("--min-presence", type=float, default=0.0)
+    parser.add_argument("--min-presence", type=float, default=LlmSettings.model_fields["openai_min_presence"].default)
     args = parser.parse_args(argv)
 
     count = llama_server_counter(args.tokenize_url) if args.tokenize_url else estimate_tokens
