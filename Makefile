@@ -13,6 +13,7 @@ help:
 	@echo "make test    run unit + integration tests (starts and stops its own stack)"
 	@echo "make bench   benchmarks + load on the bench stack profile; rewrites BENCHMARKS.md"
 	@echo "make drills  fault drills: a batch in flight while each component fails (also part of make test)"
+	@echo "make train | crossval | eval N=20 | eval-llm   the embedded model and its measurements"
 	@echo "make up | down | ps | logs-<name> | protos | lint"
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
