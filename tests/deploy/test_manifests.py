@@ -516,7 +516,7 @@ def test_dockerfile_builds_a_pinned_non_root_runtime() -> None:
     assert instruction(runtime, "USER") == [f"{UID}:{UID}"], "numeric non-root user, the UID Kubernetes runs as"
     assert instruction(runtime, "ENTRYPOINT") == ['["python", "-m"]']
     exposed = {int(p) for line in instruction(runtime, "EXPOSE") for p in line.split()}
-    assert exposed == {p.port for p in PROCESSES.values()}
+    assert exposed == {p.port for p in PROCESSES.values()} | {METRICS_PORT, TEMPORAL_METRICS_PORT}
     copies = instruction(runtime, "COPY")
     assert any(c.startswith("--from=builder /opt/venv") for c in copies), "the venv comes from the builder stage"
     assert any(c.split()[0] == "LICENSE" for c in copies), "AGPL: the image carries the licence"
