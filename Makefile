@@ -40,11 +40,11 @@ $(addprefix logs-,$(SERVICES)):
 	tail -n 200 -F .run/dev/logs/$(@:logs-%=%).log
 
 # The embedded model, from ../shared/cuad (writes services/llm/models/cuad-sparse-lr).
-train: setup
+train: setup $(VENV)/.train-installed
 	$(PY) -m training.train
 
 # 5-fold cross-validated quality of the embedded model, scored by ../shared/eval/score_cuad.py.
-crossval: setup
+crossval: setup $(VENV)/.train-installed
 	$(PY) -m training.crossval --folds 5
 
 # N contracts from ../shared/cuad through the running stack's gateway, scored (make eval N=50).
@@ -55,7 +55,7 @@ eval: up
 # The OpenAI-compatible backend with a local Qwen2.5-0.5B on the LLM_N shortest CUAD contracts: whole
 # contract (chunks) vs retrieval (embedded / keyword selector), tokens and scores (docs/llm-backends.md).
 LLM_N ?= 3
-eval-llm: setup
+eval-llm: setup $(VENV)/.train-installed
 	scripts/setup_llm_server.sh --with-qwen
 	$(PY) -m scripts.eval_llm --n $(LLM_N)
 
@@ -73,6 +73,10 @@ lint: setup
 	cd protos && ../$(VENV)/bin/buf lint
 
 # Benchmark-only dependencies (pyproject's `bench` extra: pdfplumber, the parser benchmark's baseline).
+$(VENV)/.train-installed: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev,train]'
+	touch $@
+
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	touch $@

@@ -111,7 +111,13 @@ def _selectors(args: argparse.Namespace) -> Callable[[str | None], PassageSelect
     shipped = EmbeddedSelector(EmbeddedExtractor.load(), args.min_presence)
     folds = None
     if args.cuad:
-        from training.heldout import FoldModels  # a development checkout: trains or loads fold models
+        try:  # a development checkout: trains or loads fold models
+            from training.heldout import FoldModels
+        except ImportError as error:
+            raise SystemExit(
+                f"--cuad with the embedded selector needs the training extra ({error}): "
+                "pip install -e '.[train]', or --selector keyword"
+            ) from error
 
         folds = FoldModels(args.cuad_dir)
 
