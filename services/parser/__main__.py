@@ -40,12 +40,15 @@ async def main(settings: ParserSettings) -> None:
     def register(server: grpc.aio.Server) -> None:
         parser_pb2_grpc.add_ParserServiceServicer_to_server(servicer, server)
 
-    await serve(
-        settings,
-        service_names=[service_name(parser_pb2, "ParserService")],
-        register=register,
-        on_stop=lambda: store_channel.close(grace=None),
-    )
+    try:
+        await serve(
+            settings,
+            service_names=[service_name(parser_pb2, "ParserService")],
+            register=register,
+            on_stop=lambda: store_channel.close(grace=None),
+        )
+    finally:
+        sandbox.discard_spares()  # the child waiting for the next document; parses have been drained
 
 
 if __name__ == "__main__":

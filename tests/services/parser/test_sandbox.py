@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from contracts.internal.v1 import document_pb2
 from services.common.settings import MiB
 from services.parser.pdftext import InvalidDocument, OcrOptions, find_tessdata, parse_pdf
-from services.parser.sandbox import TOO_COMPLEX, ParseLimits, parse_isolated
+from services.parser.sandbox import TOO_COMPLEX, ParseLimits, discard_spares, parse_isolated
 from tests import corpus, pdfs
 
 
@@ -87,3 +89,37 @@ def test_ocr_works_within_the_limits() -> None:
     parsed = parse_isolated(pdfs.image_only_pdf(dpi=200), OcrOptions(tessdata=find_tessdata()))
     assert "governed by" in " ".join(parsed.text.split()).lower()
     assert "+ocr:1" in parsed.parser
+
+
+def waiting_spares() -> list[int]:
+    """Children alive and not parsing (a parsing child ignores SIGTERM): the spares."""
+    return [c.pid for c in multiprocessing.active_children() if c.pid and not ignores_sigterm(c.pid)]
+
+
+def test_the_next_document_goes_to_the_child_started_ahead() -> None:
+    discard_spares()  # those other tests' limits left
+    assert waiting_spares() == []
+    parse_isolated(pdfs.contract_pdf())
+    (spare,) = waiting_spares()
+    parse_isolated(pdfs.contract_pdf())
+    assert not Path(f"/proc/{spare}").exists() or spare not in waiting_spares(), "the spare parsed and exited"
+    assert len(waiting_spares()) == 1, "and another one waits for the next document"
+
+
+def test_a_dead_spare_is_replaced() -> None:
+    parse_isolated(pdfs.contract_pdf())
+    for pid in waiting_spares():
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert "Governing Law" in parse_isolated(pdfs.contract_pdf()).text
+
+
+def test_a_process_with_a_waiting_spare_exits_promptly() -> None:
+    code = (
+        "from services.parser.sandbox import parse_isolated; from tests import pdfs; "
+        "parse_isolated(pdfs.contract_pdf())"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
