@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,23 +28,11 @@ from services.llm.embedded import EmbeddedSelector
 from services.llm.openai_backend import OpenAIExtractor, Strategy
 from services.llm.prompts import load_categories
 from services.llm.settings import LlmSettings
-from training.crossval import prediction_line
-from training.data import Contract, load_corpus
+from training.crossval import prediction_line, run_scorer
+from training.data import DEFAULT_CUAD, DEFAULT_SCORER, Contract, load_corpus
 from training.heldout import FoldModels
 
 ROOT = Path(__file__).resolve().parent.parent
-CUAD = ROOT.parent / "shared" / "cuad"
-SCORER = ROOT.parent / "shared" / "eval" / "score_cuad.py"
-
-
-def score(labels: Path, predictions: Path) -> dict[str, Any]:
-    answer = subprocess.run(
-        [sys.executable, str(SCORER), str(labels), str(predictions), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return cast(dict[str, Any], json.loads(answer.stdout))
 
 
 def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
@@ -65,10 +52,10 @@ def baseline(args: argparse.Namespace, folds: FoldModels) -> tuple[list[Contract
     its fold's model, as in cross-validation)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    long_enough = [c for c in load_corpus(CUAD) if len(c.text) >= args.min_chars]
+    long_enough = [c for c in load_corpus(DEFAULT_CUAD) if len(c.text) >= args.min_chars]
     contracts = sorted(long_enough, key=lambda c: len(c.text))[: args.n]
     ids = {c.id for c in contracts}
-    records = [json.loads(line) for line in (CUAD / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = [json.loads(line) for line in (DEFAULT_CUAD / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
     write_jsonl(out / "labels.jsonl", [r for r in records if r["id"] in ids])
     print(f"{len(contracts)} contracts, {sum(len(c.text) for c in contracts)} characters in all", file=sys.stderr)
 
@@ -76,7 +63,9 @@ def baseline(args: argparse.Namespace, folds: FoldModels) -> tuple[list[Contract
     lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     embedded = [prediction_line(c.id, c.text, folds.model_for(c.id).extract(c.text)) for c in contracts]
     write_jsonl(out / "embedded.jsonl", embedded)
-    lines.append(row("embedded (fold model)", score(out / "labels.jsonl", out / "embedded.jsonl"), "none"))
+    lines.append(
+        row("embedded (fold model)", run_scorer(DEFAULT_SCORER, out / "labels.jsonl", out / "embedded.jsonl"), "none")
+    )
     return contracts, lines
 
 
@@ -126,7 +115,13 @@ async def run(args: argparse.Namespace, folds: FoldModels, contracts: list[Contr
         path = out / f"openai-{run_name.replace(':', '-')}.jsonl"
         write_jsonl(path, predictions)
         tokens = f"{prompt_tokens // len(contracts):,} / {completion_tokens // len(contracts):,} per contract"
-        lines.append(row(f"{args.model} `{run_name}` ({dropped} quotes dropped)", score(labels, path), tokens))
+        lines.append(
+            row(
+                f"{args.model} `{run_name}` ({dropped} quotes dropped)",
+                run_scorer(DEFAULT_SCORER, labels, path),
+                tokens,
+            )
+        )
     table = "\n".join(lines)
     await asyncio.to_thread((out / "table.md").write_text, table + "\n", encoding="utf-8")
     print(table)
