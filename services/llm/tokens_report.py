@@ -60,9 +60,15 @@ class StrategyCost:
     prompt_chars: int
 
 
-def cost(extractor: OpenAIExtractor, text: str, strategy: Strategy, count: TokenCounter) -> StrategyCost:
+def cost(
+    extractor: OpenAIExtractor,
+    text: str,
+    strategy: Strategy,
+    count: TokenCounter,
+    plan: Sequence[PlannedRequest] | None = None,
+) -> StrategyCost:
     """Prompt tokens of the requests planned for `text` (first attempts; repairs are extra)."""
-    plan = extractor.plan(text, strategy)
+    plan = plan if plan is not None else extractor.plan(text, strategy)
     tokens = chars = 0
     for request in plan:
         for message in extractor.messages(text, request):
@@ -180,8 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             extractor.selector = selector_for(name if gold is not None else None)
         total_chars += len(text)
         line = f"{name:<18}{len(text):>8}"
+        # planned once per strategy: with the embedded selector, planning runs the model over the text
+        plans = {strategy: extractor.plan(text, strategy) for strategy in strategies}
         for strategy in strategies:
-            spent = cost(extractor, text, strategy, count)
+            spent = cost(extractor, text, strategy, count, plans[strategy])
             totals[strategy][0] += spent.prompt_tokens
             totals[strategy][1] += spent.requests
             line += f"{spent.prompt_tokens:>12} ({spent.requests:>3})"
@@ -189,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if gold is None:
                 line += f"{'':>13}"
                 continue
-            covered, labelled = retrieval_recall(extractor, text, gold, extractor.plan(text, strategy))
+            covered, labelled = retrieval_recall(extractor, text, gold, plans[strategy])
             recall_totals[strategy][0] += covered
             recall_totals[strategy][1] += labelled
             line += f"{f'{covered}/{labelled}':>13}"
