@@ -181,14 +181,7 @@ class Stack:
         from services.store.objects import ObjectStore
         from services.store.settings import StoreSettings
 
-        settings = StoreSettings().model_copy(update={"s3_endpoint_url": self.s3_endpoint})
-        return ObjectStore(
-            endpoint_url=settings.s3_endpoint_url,
-            bucket=settings.s3_bucket,
-            region=settings.s3_region,
-            access_key_id=settings.aws_access_key_id,
-            secret_access_key=settings.aws_secret_access_key,
-        )
+        return ObjectStore.from_settings(StoreSettings().model_copy(update={"s3_endpoint_url": self.s3_endpoint}))
 
     def port(self, name: str) -> int:
         ports = {"s3": self.profile.s3, **{n: getattr(self.profile, n) for n in (*SERVICES, "postgres", "temporal")}}

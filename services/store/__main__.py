@@ -23,13 +23,7 @@ log = logging.getLogger("services.store")
 
 
 async def main(settings: StoreSettings) -> None:
-    async with ObjectStore(
-        endpoint_url=settings.s3_endpoint_url,
-        bucket=settings.s3_bucket,
-        region=settings.s3_region,
-        access_key_id=settings.aws_access_key_id,
-        secret_access_key=settings.aws_secret_access_key,
-    ) as objects:
+    async with ObjectStore.from_settings(settings) as objects:
         await objects.ensure_bucket()
         pool = await asyncpg.create_pool(
             settings.database_url, min_size=1, max_size=settings.database_pool_size, command_timeout=60

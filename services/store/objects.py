@@ -21,6 +21,7 @@ from botocore.exceptions import (
 
 from services.common.errors import InvalidArgument, NotFound, register_transient
 from services.common.settings import MiB
+from services.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,17 @@ class ObjectStore:
         self._endpoint_url = endpoint_url
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> ObjectStore:
+        """The store service's client, as its settings (environment) configure it."""
+        return cls(
+            endpoint_url=settings.s3_endpoint_url,
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=settings.aws_secret_access_key,
+        )
 
     async def __aenter__(self) -> ObjectStore:
         config = Config(
