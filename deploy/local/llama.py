@@ -12,11 +12,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from deploy.local.stack import StackError, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = ROOT / "scripts" / "setup_llm_server.sh"
@@ -71,19 +72,20 @@ class LlamaServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                pass  # not listening yet, or 503 while the model loads
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"llama-server not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+        try:
+            wait_until("llama-server", self._healthy, timeout, self.log_path)
+        except StackError:
+            self.stop()
+            raise
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise StackError(f"llama-server exited with {self.process.returncode}")
+        # 503 while the model loads raises, and the wait goes on
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+            return bool(response.status == 200)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -94,9 +96,6 @@ class LlamaServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=15)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def __enter__(self) -> LlamaServer:
         return self.start()

@@ -109,13 +109,13 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _log_tail(log: Path | None) -> str:
+def log_tail(log: Path | None) -> str:
     if log is None or not log.exists():
         return ""
     return "\n".join(log.read_text(errors="replace").splitlines()[-30:])
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
+def wait_until(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
     """Poll `check` until it is true; a StackError from it (the process died) ends the wait at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,11 +123,11 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None
             if check():
                 return
         except StackError as error:
-            raise StackError(f"{error}\n{_log_tail(log)}") from None
+            raise StackError(f"{error}\n{log_tail(log)}") from None
         except Exception:  # not answering yet
             pass
         time.sleep(0.2)
-    raise StackError(f"{what} did not become ready in {timeout:.0f}s\n{_log_tail(log)}")
+    raise StackError(f"{what} did not become ready in {timeout:.0f}s\n{log_tail(log)}")
 
 
 def _grpc_serving(port: int) -> bool:
@@ -416,12 +416,12 @@ class Stack:
         if name == "s3":
             self._start_s3()
             if wait:
-                _wait("s3", self._s3_ready, 60, self.logs / "s3.log")
+                wait_until("s3", self._s3_ready, 60, self.logs / "s3.log")
             return
         if name == "temporal":
             self._start_temporal()
             if wait:
-                _wait("temporal", self._temporal_ready, 90, self.logs / "temporal.log")
+                wait_until("temporal", self._temporal_ready, 90, self.logs / "temporal.log")
             return
         if not self.running(name):
             self._spawn(name, [sys.executable, "-m", MODULES[name]], self.env())
@@ -451,7 +451,7 @@ class Stack:
                 raise StackError(f"{reason}; see {self.logs / (name + '.log')}")
             return _grpc_serving(port)
 
-        _wait(name, ready, timeout, self.logs / f"{name}.log")
+        wait_until(name, ready, timeout, self.logs / f"{name}.log")
 
     def stop(self, name: str, timeout: float = 30) -> None:
         """Graceful stop (SIGTERM, then SIGKILL after `timeout`)."""
@@ -469,8 +469,8 @@ class Stack:
         self._start_s3()
         self._start_temporal()
         if not self.external_s3:
-            _wait("s3", self._s3_ready, 60, self.logs / "s3.log")
-        _wait("temporal", self._temporal_ready, 90, self.logs / "temporal.log")
+            wait_until("s3", self._s3_ready, 60, self.logs / "s3.log")
+        wait_until("temporal", self._temporal_ready, 90, self.logs / "temporal.log")
         self.start("store")
         for name in ("parser", "llm", "gateway", "worker"):
             self.start(name, wait=False)
