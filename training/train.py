@@ -4,8 +4,9 @@
 
 Writes model.npz (int8-quantised weights, vocabularies) and metadata.json (version, categories,
 calibration, thresholds, sha256 of labels.jsonl and of the parsed training texts, and the
-cross-validated metrics from crossval.json when it was computed on the same labels). Deterministic:
-liblinear and the fold assignment are seeded, so the same data gives the same weights.
+cross-validated metrics from crossval.json when it was computed on the same labels). liblinear and the
+fold assignment are seeded, but a rebuilt feature cache has given slightly different weights from the
+same data (docs/quality.md, Reproduce).
 """
 
 from __future__ import annotations
