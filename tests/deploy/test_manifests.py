@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import ipaddress
 import os
 import re
 import shutil
@@ -464,6 +465,226 @@ def test_namespaces_enforce_the_restricted_pod_security_profile() -> None:
     for overlay in OVERLAYS:
         (namespace,) = of_kind(overlay, "Namespace")
         assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+# ---- network policies ----------------------------------------------------------------------------------
+
+# Prometheus is assumed to run in this namespace (deploy/k8s/base/networkpolicies.yaml, docs/deploy.md).
+SCRAPER_NAMESPACE = "monitoring"
+# Reachable by anyone: the public API. Every other port is admitted only to its callers.
+PUBLIC = {"gateway"}
+METRICS_PORT_NAMES = {"metrics", "temporal-metrics"}
+NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every Namespace by the API server
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A would-be client: a pod (its namespace's labels and its own) or, without a namespace, an outside host."""
+
+    name: str
+    namespace: dict[str, str] | None
+    labels: dict[str, str]
+    ip: str = "10.244.3.7"
+
+
+def label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels and matchExpressions) against labels; the empty selector matches all."""
+    if not selects(selector.get("matchLabels") or {}, labels):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        if operator == "In":
+            ok = key in labels and labels[key] in values
+        elif operator == "NotIn":
+            ok = labels.get(key) not in values
+        elif operator == "Exists":
+            ok = key in labels
+        elif operator == "DoesNotExist":
+            ok = key not in labels
+        else:
+            raise AssertionError(f"unknown selector operator {operator}")
+        if not ok:
+            return False
+    return True
+
+
+def policy_types(policy: dict[str, Any]) -> list[str]:
+    """spec.policyTypes, or the API server's default for it."""
+    spec = policy["spec"]
+    return list(spec.get("policyTypes") or ["Ingress", *(["Egress"] if "egress" in spec else [])])
+
+
+def namespace_labels(overlay: str) -> dict[str, str]:
+    (namespace,) = of_kind(overlay, "Namespace")
+    return {**namespace["metadata"].get("labels", {}), NAMESPACE_NAME: namespace["metadata"]["name"]}
+
+
+def rule_admits_port(rule: dict[str, Any], port: int, named: dict[str, int]) -> bool:
+    """Whether an ingress rule's ports include TCP `port` (named ports resolve on the target pod)."""
+    entries = rule.get("ports") or []
+    if not entries:
+        return True
+    for entry in entries:
+        if entry.get("protocol", "TCP") != "TCP":
+            continue
+        if "port" not in entry:
+            return True
+        value = entry["port"]
+        if isinstance(value, str):
+            if named.get(value) == port:
+                return True
+        elif value <= port <= entry.get("endPort", value):
+            return True
+    return False
+
+
+def rule_admits_peer(rule: dict[str, Any], peer: Peer, own_namespace: dict[str, str]) -> bool:
+    sources = rule.get("from") or []
+    if not sources:
+        return True
+    for source in sources:
+        if "ipBlock" in source:
+            block = source["ipBlock"]
+            address = ipaddress.ip_address(peer.ip)
+            inside = address in ipaddress.ip_network(block["cidr"])
+            if inside and not any(address in ipaddress.ip_network(cidr) for cidr in block.get("except", [])):
+                return True
+            continue
+        if peer.namespace is None:  # pod and namespace selectors only ever match pods
+            continue
+        if "namespaceSelector" in source:
+            in_namespace = label_selector_matches(source["namespaceSelector"], peer.namespace)
+        else:
+            in_namespace = peer.namespace.get(NAMESPACE_NAME) == own_namespace[NAMESPACE_NAME]
+        if in_namespace and label_selector_matches(source.get("podSelector") or {}, peer.labels):
+            return True
+    return False
+
+
+def admits(
+    policies: list[dict[str, Any]], own_namespace: dict[str, str], target: dict[str, Any], port: int, peer: Peer
+) -> bool:
+    """Whether NetworkPolicy semantics let `peer` open TCP `port` on the pods of Deployment `target`."""
+    labels = pod_labels(target)
+    named = {p["name"]: p["containerPort"] for p in container(target)["ports"] if p.get("protocol", "TCP") == "TCP"}
+    isolating = [
+        p for p in policies if "Ingress" in policy_types(p) and label_selector_matches(p["spec"]["podSelector"], labels)
+    ]
+    if not isolating:
+        return True  # a pod no ingress policy selects accepts everything
+    return any(
+        rule_admits_port(rule, port, named) and rule_admits_peer(rule, peer, own_namespace)
+        for policy in isolating
+        for rule in policy["spec"].get("ingress") or []
+    )
+
+
+def app_peers(overlay: str) -> dict[str, Peer]:
+    own = namespace_labels(overlay)
+    return {p: Peer(p, own, pod_labels(deployment(overlay, p))) for p in PROCESSES}
+
+
+def foreign_peers(overlay: str) -> list[Peer]:
+    """Clients that are not our pods: in the namespace, in other namespaces, the scraper, outside the cluster."""
+    own = namespace_labels(overlay)
+    worker_labels = pod_labels(deployment(overlay, "worker"))
+    return [
+        Peer("an unlabelled pod in the namespace", own, {"run": "debug"}),
+        # Labels alone must not admit a pod from another namespace, even our own processes' labels.
+        Peer("a pod labelled as our worker in namespace other", {NAMESPACE_NAME: "other"}, worker_labels),
+        Peer("an ingress controller", {NAMESPACE_NAME: "ingress-nginx"}, {"app.kubernetes.io/name": "ingress-nginx"}),
+        Peer("Prometheus", {NAMESPACE_NAME: SCRAPER_NAMESPACE}, {"app.kubernetes.io/name": "prometheus"}),
+        Peer("a host outside the cluster", None, {}, ip="203.0.113.7"),
+    ]
+
+
+def callers(overlay: str) -> dict[str, set[str]]:
+    """Who calls whom, from the manifests: a process calls another when its settings read an address variable
+    (STORE_ADDRESS, ...) that its pod's environment sets to a Service, in the overlay's namespace, selecting
+    the other's pods. (Every pod gets every address from the shared ConfigMap; only the settings say who uses it.)"""
+    services = {s["metadata"]["name"]: s for s in of_kind(overlay, "Service")}
+    found: dict[str, set[str]] = {p: set() for p in PROCESSES}
+    for caller, spec in PROCESSES.items():
+        module, cls = spec.settings.split(":")
+        fields = getattr(importlib.import_module(module), cls).model_fields.values()
+        read = {f.validation_alias for f in fields if isinstance(f.validation_alias, str)}
+        for key, value in pod_env(overlay, caller).items():
+            address = ADDRESS.match(value)
+            if key not in read or not address or address["namespace"] != OVERLAYS[overlay]:
+                continue
+            service = services[address["service"]]
+            for callee in PROCESSES:
+                if selects(service["spec"]["selector"], pod_labels(deployment(overlay, callee))):
+                    found[callee].add(caller)
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_is_isolated_by_a_default_deny_ingress_policy(overlay: str) -> None:
+    policies = of_kind(overlay, "NetworkPolicy")
+    deny_all = [p for p in policies if "Ingress" in policy_types(p) and not p["spec"].get("ingress")]
+    for process in PROCESSES:
+        labels = pod_labels(deployment(overlay, process))
+        covered = any(label_selector_matches(p["spec"]["podSelector"], labels) for p in deny_all)
+        assert covered, f"{overlay}: no default-deny ingress policy selects the {process} pods"
+    for policy in policies:
+        # Egress is deliberately not restricted (networkpolicies.yaml says why); change this with an egress policy.
+        assert policy_types(policy) == ["Ingress"], policy["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_grpc_port_admits_exactly_its_callers(overlay: str) -> None:
+    policies, own = of_kind(overlay, "NetworkPolicy"), namespace_labels(overlay)
+    graph = callers(overlay)
+    # The derivation finds the calls we know of (so an empty graph cannot pass vacuously).
+    assert {"gateway", "worker"} <= graph["store"] and graph["parser"] == graph["llm"] == {"worker"}, graph
+    peers = app_peers(overlay)
+    for process, spec in PROCESSES.items():
+        target = deployment(overlay, process)
+        admitted = {name for name, peer in peers.items() if admits(policies, own, target, spec.port, peer)}
+        expected = set(PROCESSES) if process in PUBLIC else graph[process]
+        assert admitted == expected, (
+            f"{overlay}: {process}:{spec.port} admits {sorted(admitted)}, callers {sorted(expected)}"
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_gateway_and_metrics_are_reachable_from_outside_our_pods(overlay: str) -> None:
+    """Foreign clients reach the gateway's gRPC port; the scraper also every metrics port; nothing else."""
+    policies, own = of_kind(overlay, "NetworkPolicy"), namespace_labels(overlay)
+    for process, spec in PROCESSES.items():
+        target = deployment(overlay, process)
+        declared = {p["containerPort"]: p["name"] for p in container(target)["ports"]}
+        for port in {*declared, 22, 8080}:
+            for peer in foreign_peers(overlay):
+                expected = (process in PUBLIC and port == spec.port) or (
+                    peer.name == "Prometheus" and declared.get(port) in METRICS_PORT_NAMES
+                )
+                assert admits(policies, own, target, port, peer) == expected, (
+                    f"{overlay}: {peer.name} -> {process}:{port}"
+                )
+
+
+def test_network_policy_checks_catch_mistakes() -> None:
+    """The evaluator bites (so a pass means something): a widened rule, a lost deny, a namespace-blind selector."""
+    policies, own = of_kind("prod", "NetworkPolicy"), namespace_labels("prod")
+    store, store_port = deployment("prod", "store"), PROCESSES["store"].port
+    peers = app_peers("prod")
+    stranger, impostor = foreign_peers("prod")[0], foreign_peers("prod")[1]
+    assert not admits(policies, own, store, store_port, stranger)
+    assert admits(policies, own, store, store_port, peers["parser"])
+    # A parser rule opened to every pod of the namespace admits the gateway too.
+    widened = copy.deepcopy(policies)
+    (parser,) = [p for p in widened if p["metadata"]["name"] == "clausework-parser"]
+    parser["spec"]["ingress"][0]["from"] = [{"podSelector": {}}]
+    target = deployment("prod", "parser")
+    assert admits(widened, own, target, PROCESSES["parser"].port, peers["gateway"])
+    assert not admits(widened, own, target, PROCESSES["parser"].port, impostor)
+    # ...and to every namespace, the impostor from another namespace.
+    parser["spec"]["ingress"][0]["from"] = [{"podSelector": {}, "namespaceSelector": {}}]
+    assert admits(widened, own, target, PROCESSES["parser"].port, impostor)
+    # Without any policy selecting them, the store's pods accept anyone.
+    assert admits([], own, store, store_port, foreign_peers("prod")[-1])
 
 
 # ---- Dockerfile ----------------------------------------------------------------------------------------
