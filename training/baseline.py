@@ -5,7 +5,9 @@
 Naive sentence splitting (after . ! ? followed by whitespace), scikit-learn TfidfVectorizer on word
 uni+bigrams, one logistic regression per category, a sentence is a clause when its probability is at
 least --threshold (default 0.5, the classifier's default decision; 0.2 trades precision for
-recall). Same folds, same scorer, so docs/quality.md can put the two side by side.
+recall). Same folds (`training.groups.cv_folds`), same scorer, so docs/quality.md can put the two
+side by side; `--holdout-fold N` also scores fold N and the other folds on their own, as
+`training.crossval` does.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from training.crossval import print_table, run_scorer
-from training.data import DEFAULT_CUAD, DEFAULT_SCORER, ROOT, categories, folds, jaccard, load_corpus, words
+from training.crossval import check_holdout, print_line, print_table, run_scorer, score_subset, summary
+from training.data import DEFAULT_CUAD, DEFAULT_SCORER, ROOT, categories, jaccard, load_corpus, words
+from training.groups import cv_folds
 
 log = logging.getLogger("training")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -47,12 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", type=Path, default=DEFAULT_SCORER)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "baseline")
+    parser.add_argument("--holdout-fold", type=int, default=None, help="also score this fold on its own")
     args = parser.parse_args(argv)
+    check_holdout(args.holdout_fold, args.folds, None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.monotonic()
     contracts = load_corpus(args.cuad_dir)
     cats = categories(args.cuad_dir)
-    assignment = folds(contracts, args.folds)
+    assignment = cv_folds(contracts, args.folds)
     spans = [sentences(c.text) for c in contracts]
     texts = [[c.text[a:b] for a, b in s] for c, s in zip(contracts, spans, strict=True)]
     labels = []
@@ -91,9 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     with path.open("w", encoding="utf-8") as handle:
         for contract in contracts:
             handle.write(json.dumps({"id": contract.id, "clauses": predictions[contract.id]}) + "\n")
-    result = run_scorer(args.scorer, args.cuad_dir / "labels.jsonl", path)
+    labels_path = args.cuad_dir / "labels.jsonl"
+    result = run_scorer(args.scorer, labels_path, path)
     (args.out / "scores.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print_table(result)
+    if args.holdout_fold is not None:
+        held = {c.id for c, f in zip(contracts, assignment, strict=True) if f == args.holdout_fold}
+        rest = {c.id for c in contracts} - held
+        held_result = score_subset(args.scorer, labels_path, path, held, args.out, "holdout")
+        rest_result = score_subset(args.scorer, labels_path, path, rest, args.out, "development")
+        record = {"fold": args.holdout_fold, "holdout": summary(held_result), "development": summary(rest_result)}
+        (args.out / "holdout.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        print_line(f"all {args.folds} folds", result)
+        print_line(f"development folds (all but {args.holdout_fold})", rest_result)
+        print_line(f"set-aside fold {args.holdout_fold}", held_result)
     return 0
 
 

@@ -2,13 +2,20 @@
 
     python -m training.crossval --folds 5
 
-Group k-fold (contracts of the same filer stay in one fold). Each fold runs the full training
+Group k-fold (`training.groups`: contracts of the same filer, or sharing label text, stay in one
+fold). Each fold runs the full training
 procedure of `training.model.fit` (including its inner CV for calibration and thresholds) on the
 other folds, quantises the weights as `training.train` does (`training.heldout`, which caches the fold
 models for other evaluations), and extracts clauses from the held-out
 contracts with `EmbeddedExtractor.extract` — the production code path. Predictions of all folds are
 written as one JSONL and scored by score_cuad.py; the scores, answer accuracy and the data hash are
 written next to the committed artefact (crossval.json).
+
+    python -m training.crossval --folds 5 --holdout-fold 4
+
+also scores the set-aside fold 4 on its own and the development folds (all but 4) on their own,
+beside the pooled k-fold figure. Development runs (`--only 0,1`) refuse to include the set-aside
+fold, so that it stays a final check.
 """
 
 from __future__ import annotations
@@ -67,6 +74,36 @@ def run_scorer(scorer: Path, labels: Path, predictions: Path) -> dict[str, Any]:
     return result
 
 
+def score_subset(scorer: Path, labels: Path, predictions: Path, ids: set[str], out: Path, name: str) -> dict[str, Any]:
+    """Score only the contracts in `ids` (labels and predictions filtered to them, in out/)."""
+    for source, target in ((labels, out / f"labels-{name}.jsonl"), (predictions, out / f"predictions-{name}.jsonl")):
+        lines = source.read_text(encoding="utf-8").splitlines()
+        target.write_text("".join(x + "\n" for x in lines if json.loads(x)["id"] in ids), encoding="utf-8")
+    return run_scorer(scorer, out / f"labels-{name}.jsonl", out / f"predictions-{name}.jsonl")
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    return {"contracts": result["contracts"], "detection": result["detection"], "spans": result["spans"]}
+
+
+def print_line(title: str, result: dict[str, Any]) -> None:
+    d, s = result["detection"], result["spans"]
+    print(
+        f"{title}: {result['contracts']} contracts, detection F1={d['f1']:.3f}, "
+        f"span F1={s['f1']:.3f}, span AUPR={s['aupr']:.3f}"
+    )
+
+
+def check_holdout(holdout: int | None, folds: int, only: list[int] | None) -> None:
+    """The set-aside fold is a fold index and is not scored in development (`--only`) runs."""
+    if holdout is None:
+        return
+    if not 0 <= holdout < folds:
+        raise SystemExit(f"--holdout-fold {holdout}: folds are 0..{folds - 1}")
+    if only is not None and holdout in only:
+        raise SystemExit(f"fold {holdout} is set aside (--holdout-fold): score it only in a full run")
+
+
 def answer_accuracy(contracts: list[Contract], predictions: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """For typed categories: how often the best predicted clause's answer equals the CUAD answer."""
     out: dict[str, Any] = {}
@@ -105,14 +142,22 @@ def main(argv: list[str] | None = None) -> int:
         "--record", type=Path, default=MODEL_DIR / "crossval.json", help="where to write the metrics summary"
     )
     parser.add_argument("--only", default="", help="development: comma-separated folds to run (scored on those only)")
+    parser.add_argument(
+        "--holdout-fold",
+        type=int,
+        default=None,
+        help="the set-aside fold: also scored on its own (full runs only; --only may not include it)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.monotonic()
+    only = [int(f) for f in args.only.split(",")] if args.only else None
+    check_holdout(args.holdout_fold, args.folds, only)
     models = FoldModels(args.cuad_dir, args.folds)
     docs = models.docs
     predictions: dict[str, dict[str, Any]] = {}
     per_fold: list[dict[str, Any]] = []
-    selected = [int(f) for f in args.only.split(",")] if args.only else list(range(args.folds))
+    selected = only if only is not None else list(range(args.folds))
     docs_run = [d for d in docs if models.fold_of(d.contract.id) in selected]
     for fold in selected:
         test = [d for d in docs if models.fold_of(d.contract.id) == fold]
@@ -134,12 +179,26 @@ def main(argv: list[str] | None = None) -> int:
     labels_path = args.cuad_dir / "labels.jsonl"
     if args.only:
         ids = {d.contract.id for d in docs_run}
-        lines = labels_path.read_text(encoding="utf-8").splitlines()
-        labels_path = args.out / "labels-subset.jsonl"
-        labels_path.write_text("".join(x + "\n" for x in lines if json.loads(x)["id"] in ids), encoding="utf-8")
-    result = run_scorer(args.scorer, labels_path, predictions_path)
+        result = score_subset(args.scorer, labels_path, predictions_path, ids, args.out, "subset")
+    else:
+        result = run_scorer(args.scorer, labels_path, predictions_path)
     (args.out / "scores.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print_table(result)
+    holdout: dict[str, Any] | None = None
+    if args.holdout_fold is not None:
+        held = {d.contract.id for d in docs if models.fold_of(d.contract.id) == args.holdout_fold}
+        rest = {d.contract.id for d in docs} - held
+        held_result = score_subset(args.scorer, labels_path, predictions_path, held, args.out, "holdout")
+        rest_result = score_subset(args.scorer, labels_path, predictions_path, rest, args.out, "development")
+        holdout = {
+            "fold": args.holdout_fold,
+            "holdout": summary(held_result),
+            "development": {"folds": [f for f in selected if f != args.holdout_fold], **summary(rest_result)},
+        }
+        (args.out / "scores-holdout.json").write_text(json.dumps(held_result, indent=1) + "\n", encoding="utf-8")
+        print_line(f"all {args.folds} folds", result)
+        print_line(f"development folds (all but {args.holdout_fold})", rest_result)
+        print_line(f"set-aside fold {args.holdout_fold}", held_result)
     answers = answer_accuracy([d.contract for d in docs_run], predictions)
     by_category_counts: dict[str, int] = defaultdict(int)
     for line in predictions.values():
@@ -150,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": f"python -m training.crossval --folds {args.folds}",
         "labels_sha256": labels_sha256(args.cuad_dir),
         "folds": args.folds,
-        "grouping": "filer (source_name prefix)",
+        "grouping": "training.groups: normalised filer key, or label 8-word shingle overlap >= 0.5",
+        "groups": len(set(models.groups.values())),
         "per_fold": per_fold,
         "detection": result["detection"],
         "spans": result["spans"],
@@ -158,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         "answer_accuracy": answers,
         "seconds": round(time.monotonic() - started),
     }
+    if holdout is not None:
+        record["command"] += f" --holdout-fold {args.holdout_fold}"
+        record["holdout"] = holdout
     if args.only:
         args.record = args.out / "crossval-partial.json"
     args.record.parent.mkdir(parents=True, exist_ok=True)

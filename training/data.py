@@ -1,7 +1,9 @@
 """CUAD corpus access for training: labels, parser text (cached), scorer-compatible words, folds.
 
 Texts come from the production parser so that training offsets are the offsets the service sees;
-parsing all 419 PDFs takes ~30 s, so the texts are cached outside the repository.
+parsing all 419 PDFs takes ~30 s, so the texts are cached outside the repository, in a directory per
+parser version (`parser_version()`: the parser's PARSER_NAME and the PyMuPDF release), so a new parser
+never serves old texts.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +53,11 @@ class Contract:
 
     @property
     def group(self) -> str:
-        """Contracts of the same filer share templates; folds keep them together."""
+        """The raw filer key (source_name up to its first "_"), as the model's inner CV split groups.
+
+        The outer cross-validation groups by `training.groups.cv_groups` instead, which also joins
+        spelling variants of one filer and contracts sharing label text.
+        """
         return self.source_name.split("_")[0].upper()
 
 
@@ -58,14 +67,41 @@ def _parse(pdf: Path) -> str:
     return parse_pdf(pdf.read_bytes()).text
 
 
+def parser_version() -> str:
+    """What the cached texts depend on: the production parser's version and the PyMuPDF release."""
+    from services.parser.pdftext import PARSER_NAME
+
+    try:
+        pymupdf = metadata.version("pymupdf")
+    except metadata.PackageNotFoundError:
+        pymupdf = "none"
+    return f"{PARSER_NAME}+pymupdf-{pymupdf}"
+
+
+def text_cache(version: str | None = None) -> Path:
+    """The parser-text cache directory of one parser version."""
+    return CACHE / re.sub(r"[^A-Za-z0-9.+-]+", "-", version or parser_version())
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """Write `data` to a temporary file beside `path` and rename it into place: never half a file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(data, encoding="utf-8")
+        partial.replace(path)  # os.replace: atomic on POSIX
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def load_texts(cuad_dir: Path, records: list[dict[str, Any]]) -> dict[str, str]:
     """Parser text per contract id, from the cache or by parsing the PDF."""
-    CACHE.mkdir(parents=True, exist_ok=True)
+    directory = text_cache()
+    directory.mkdir(parents=True, exist_ok=True)
     texts = {}
     for record in records:
-        cached = CACHE / f"{record['id']}.txt"
+        cached = directory / f"{record['id']}.txt"
         if not cached.exists():
-            cached.write_text(_parse(cuad_dir / record["pdf"]), encoding="utf-8")
+            write_atomic(cached, _parse(cuad_dir / record["pdf"]))
         texts[record["id"]] = cached.read_text(encoding="utf-8")
     return texts
 
@@ -104,12 +140,18 @@ def corpus_sha256(contracts: list[Contract]) -> str:
     return digest.hexdigest()
 
 
-def folds(contracts: list[Contract], k: int, seed: int = 13) -> list[int]:
-    """Fold index per contract; whole filer groups go to one fold (group k-fold, balanced by size)."""
-    groups: dict[str, list[int]] = {}
-    for index, contract in enumerate(contracts):
-        groups.setdefault(contract.group, []).append(index)
-    ordered = sorted(groups.values(), key=lambda g: (-len(g), hashlib.md5(f"{seed}{g[0]}".encode()).hexdigest()))
+def folds(contracts: list[Contract], k: int, seed: int = 13, groups: Sequence[str] | None = None) -> list[int]:
+    """Fold index per contract; whole groups go to one fold (group k-fold, balanced by size).
+
+    `groups` is a group key per contract (default: the raw filer key, `Contract.group`).
+    """
+    keys = list(groups) if groups is not None else [c.group for c in contracts]
+    if len(keys) != len(contracts):
+        raise ValueError(f"{len(keys)} group keys for {len(contracts)} contracts")
+    members_of: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        members_of.setdefault(key, []).append(index)
+    ordered = sorted(members_of.values(), key=lambda g: (-len(g), hashlib.md5(f"{seed}{g[0]}".encode()).hexdigest()))
     sizes = [0] * k
     assignment = [0] * len(contracts)
     for members in ordered:

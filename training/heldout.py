@@ -4,7 +4,9 @@ Anything that uses the embedded model on CUAD contracts and is then scored on th
 the OpenAI backend's retrieval selector in `scripts.eval_llm`, `tokens_report`'s retrieval recall)
 must use the model of the contract's fold, trained on the other folds, or it is scored on its own
 training data. Training one fold takes a few minutes, so each is kept under
-~/.cache/clausework/folds/, keyed by the prepared data, the code and the parameters that make it.
+~/.cache/clausework/folds/, keyed by `fold_cache_key`: the feature cache's key (`features_key`: texts,
+labels and every source that shapes features and weights), the parameters and the fold assignment.
+Folds group contracts by `training.groups.cv_groups` (same filer, or shared label text).
 """
 
 from __future__ import annotations
@@ -15,19 +17,29 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from services.llm.embedded import EmbeddedExtractor
-from training.data import CACHE, DEFAULT_CUAD, corpus_sha256, folds
+from training.data import CACHE, DEFAULT_CUAD, Contract
+from training.groups import cv_folds, cv_groups
 from training.model import Params, Prepared, fit, quantize
-from training.prepare import answer_formats, load_prepared
+from training.prepare import ROOT, answer_formats, features_key, load_prepared
 
 log = logging.getLogger("training")
-ROOT = Path(__file__).resolve().parent.parent
-_SOURCES = ["training/model.py", "services/llm/embedded.py"]  # the code that shapes the weights
+
+
+def fold_cache_key(
+    contracts: Sequence[Contract], k: int, params: Params, assignment: Sequence[int], root: Path = ROOT
+) -> str:
+    """What a fold model depends on: the features (and the code that shapes them), params, the folds."""
+    digest = hashlib.sha256(features_key(contracts, params, root).encode())
+    digest.update(repr((k, params)).encode())
+    digest.update(json.dumps(list(assignment)).encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -39,17 +51,16 @@ class FoldModels:
     params: Params = field(default_factory=Params)
     docs: list[Prepared] = field(init=False)
     categories: list[str] = field(init=False)
+    groups: dict[str, str] = field(init=False)
     assignment: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.docs, self.categories = load_prepared(self.cuad_dir, self.params)
         contracts = [d.contract for d in self.docs]
-        self.assignment = dict(zip((c.id for c in contracts), folds(contracts, self.k), strict=True))
-        digest = hashlib.sha256(corpus_sha256(contracts).encode())
-        digest.update(repr((self.k, self.params)).encode())
-        for source in _SOURCES:
-            digest.update((ROOT / source).read_bytes())
-        self._cache = CACHE.parent / "folds" / digest.hexdigest()[:16]
+        self.groups = dict(zip((c.id for c in contracts), cv_groups(contracts), strict=True))
+        assigned = cv_folds(contracts, self.k)
+        self.assignment = dict(zip((c.id for c in contracts), assigned, strict=True))
+        self._cache = CACHE.parent / "folds" / fold_cache_key(contracts, self.k, self.params, assigned)
 
     def fold_of(self, contract_id: str) -> int:
         return self.assignment[contract_id]
@@ -76,5 +87,5 @@ class FoldModels:
         return EmbeddedExtractor(packed, metadata)
 
     def model_for(self, contract_id: str) -> EmbeddedExtractor:
-        """A model that never saw `contract_id` (nor its filer's other contracts)."""
+        """A model that never saw `contract_id` (nor the other contracts of its group)."""
         return self.model(self.fold_of(contract_id))

@@ -1,7 +1,10 @@
 """Prepared (featurised + labelled) corpus, cached on disk keyed by the code that produces it.
 
 Featurising 419 contracts takes about a minute; the cache makes repeated runs start in seconds and
-is invalidated whenever segmentation, candidate generation or feature code changes.
+is invalidated whenever segmentation, candidate generation or feature code changes: `features_key`
+hashes the parser texts and labels, every source in `FEATURE_SOURCES` and the labelling parameters.
+`training.heldout` keys its fold models on the same `features_key`, so the two caches cannot disagree
+about what shapes the features.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from training.data import CACHE, DEFAULT_CUAD, Contract, categories, corpus_sha256, load_corpus
@@ -18,14 +23,36 @@ from training.model import Params, Prepared, prepare
 
 log = logging.getLogger("training")
 ROOT = Path(__file__).resolve().parent.parent
-_SOURCES = [
+# The code that turns a parser text and its labels into features, labels and weights (globs are
+# expanded, so a new services/llm/model_*.py module is covered without editing this list).
+FEATURE_SOURCES = (
     "services/llm/segmentation.py",
-    "services/llm/model_features.py",
-    "services/llm/model_spans.py",
-    "services/llm/model_ranker.py",
+    "services/llm/model_*.py",
     "services/llm/embedded.py",
     "training/model.py",
-]
+    "training/data.py",  # words(), jaccard() and the inner-CV folds()
+)
+
+
+def feature_source_files(root: Path = ROOT) -> list[Path]:
+    """FEATURE_SOURCES as files, globs expanded in sorted order."""
+    files: list[Path] = []
+    for pattern in FEATURE_SOURCES:
+        matched = sorted(root.glob(pattern))
+        if not matched:
+            raise FileNotFoundError(f"no feature source matches {pattern} under {root}")
+        files.extend(matched)
+    return files
+
+
+def features_key(contracts: Sequence[Contract], params: Params, root: Path = ROOT) -> str:
+    """Hex digest of everything that shapes the prepared features: texts, labels, code, parameters."""
+    digest = hashlib.sha256(corpus_sha256(list(contracts)).encode())
+    for path in feature_source_files(root):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    digest.update(repr((params.fragment_containment, params.fragment_min_words)).encode())
+    return digest.hexdigest()
 
 
 def answer_formats(cuad_dir: Path) -> dict[str, str]:
@@ -38,11 +65,7 @@ def load_prepared(cuad_dir: Path = DEFAULT_CUAD, params: Params | None = None) -
     params = params or Params()
     contracts: list[Contract] = load_corpus(cuad_dir)
     cats = categories(cuad_dir)
-    digest = hashlib.sha256(corpus_sha256(contracts).encode())
-    for source in _SOURCES:
-        digest.update((ROOT / source).read_bytes())
-    digest.update(repr((params.fragment_containment, params.fragment_min_words)).encode())
-    cached = CACHE.parent / f"prepared-{digest.hexdigest()[:16]}.pkl"
+    cached = CACHE.parent / f"prepared-{features_key(contracts, params)[:16]}.pkl"
     if cached.exists():
         with cached.open("rb") as handle:
             docs: list[Prepared] = pickle.load(handle)
@@ -51,7 +74,9 @@ def load_prepared(cuad_dir: Path = DEFAULT_CUAD, params: Params | None = None) -
     docs = [prepare(c, cats, params) for c in contracts]
     log.info("featurised %d contracts in %.0f s", len(docs), time.monotonic() - started)
     for old in CACHE.parent.glob("prepared-*.pkl"):
-        old.unlink()
-    with cached.open("wb") as handle:
+        old.unlink(missing_ok=True)
+    partial = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    with partial.open("wb") as handle:
         pickle.dump(docs, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    partial.replace(cached)  # renamed into place whole: a concurrent run never unpickles half a file
     return docs, cats

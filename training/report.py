@@ -1,0 +1,119 @@
+"""Per-category and per-subset scores of cross-validation predictions, for docs/quality.md.
+
+    python -m training.report out/crossval/predictions.jsonl out/baseline-t0.1/predictions.jsonl
+
+Each category (and each subset of categories) is scored by the CUAD scorer itself, on labels and
+predictions filtered to that category: detection F1 is then the scorer's `per_category_f1`, span F1
+and AUPR are those of the category alone. Prints the markdown tables of docs/quality.md ("Where the
+gain comes from" and "Per category"); the first predictions file is the model, the second the
+baseline. `--ids FILE` (a labels JSONL, e.g. out/crossval/labels-holdout.jsonl) restricts both to
+those contracts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import tempfile
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+from training.data import DEFAULT_CUAD, DEFAULT_SCORER
+
+SHORT_SPANS = ["Parties", "Document Name", "Agreement Date", "Effective Date"]
+Scorer = Callable[[str, str, bool], dict[str, Any]]
+
+
+def load_scorer(path: Path) -> Scorer:
+    spec = importlib.util.spec_from_file_location("score_cuad", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    main: Scorer = module.main
+    return main
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def filtered(
+    labels: list[dict[str, Any]], predictions: list[dict[str, Any]], categories: Collection[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Labels and predictions restricted to `categories` (every contract kept)."""
+    gold = [{**r, "clauses": {c: v for c, v in r["clauses"].items() if c in categories}} for r in labels]
+    ids = {r["id"] for r in labels}
+    pred = [
+        {"id": p["id"], "clauses": [c for c in p.get("clauses", []) if c["category"] in categories]}
+        for p in predictions
+        if p["id"] in ids
+    ]
+    return gold, pred
+
+
+def score(
+    scorer: Scorer, labels: list[dict[str, Any]], predictions: list[dict[str, Any]], categories: Collection[str]
+) -> dict[str, Any]:
+    gold, pred = filtered(labels, predictions, categories)
+    with tempfile.TemporaryDirectory() as tmp:
+        gold_path, pred_path = Path(tmp) / "labels.jsonl", Path(tmp) / "predictions.jsonl"
+        gold_path.write_text("".join(json.dumps(r) + "\n" for r in gold), encoding="utf-8")
+        pred_path.write_text("".join(json.dumps(r) + "\n" for r in pred), encoding="utf-8")
+        with contextlib.redirect_stdout(io.StringIO()):
+            return scorer(str(gold_path), str(pred_path), True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("baseline", type=Path)
+    parser.add_argument("--cuad-dir", type=Path, default=DEFAULT_CUAD)
+    parser.add_argument("--scorer", type=Path, default=DEFAULT_SCORER)
+    parser.add_argument("--ids", type=Path, default=None, help="a labels JSONL: score only its contracts")
+    args = parser.parse_args(argv)
+    scorer = load_scorer(args.scorer)
+    labels = read_jsonl(args.cuad_dir / "labels.jsonl")
+    if args.ids:
+        keep = {r["id"] for r in read_jsonl(args.ids)}
+        labels = [r for r in labels if r["id"] in keep]
+    model, baseline = read_jsonl(args.model), read_jsonl(args.baseline)
+    counts: dict[str, int] = {}
+    for record in labels:
+        for category, value in record["clauses"].items():
+            counts[category] = counts.get(category, 0) + len(value["contexts"])
+    every = sorted(counts)
+    sentence_like = [c for c in every if c not in SHORT_SPANS]
+    print(f"{len(labels)} contracts")
+    print("| subset | system | detection F1 | span F1 | span AUPR |")
+    print("|---|---|---:|---:|---:|")
+    for title, subset in (
+        (f"{len(sentence_like)} sentence-like categories", sentence_like),
+        ("Parties, Document Name, Agreement/Effective Date", SHORT_SPANS),
+    ):
+        n = sum(counts.get(c, 0) for c in subset)
+        for index, (system, predictions) in enumerate((("embedded model", model), ("baseline", baseline))):
+            r = score(scorer, labels, predictions, subset)
+            head = f"{title} ({n:,} labels)" if index == 0 else ""
+            print(
+                f"| {head} | {system} | {r['detection']['f1']:.3f} | {r['spans']['f1']:.3f} | "
+                f"{r['spans']['aupr']:.3f} |"
+            )
+    print()
+    print("| category | labels | detection F1 | span F1 | baseline detection F1 | baseline span F1 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for category in sorted(every, key=lambda c: (-counts[c], c)):
+        m, b = score(scorer, labels, model, [category]), score(scorer, labels, baseline, [category])
+        print(
+            f"| {category} | {counts[category]} | {m['detection']['f1']:.3f} | {m['spans']['f1']:.3f} | "
+            f"{b['detection']['f1']:.3f} | {b['spans']['f1']:.3f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
