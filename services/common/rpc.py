@@ -62,16 +62,20 @@ async def serve(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     stop_when: asyncio.Future[Any] | None = None,
     tls: tuple[bytes, bytes] | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+    options: Sequence[tuple[str, Any]] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT (or `stop_when` completes), then drain. `register` adds servicers.
 
-    Interceptors, outermost first: the tracing span (when tracing is on), metrics, error mapping. Metrics
-    are served on `settings.metrics_port` unless it is 0.
+    Interceptors, outermost first: the tracing span (when tracing is on), metrics, error mapping, then
+    the caller's `interceptors` (inside error mapping, so their ServiceErrors become statuses). Extra
+    channel `options` (e.g. grpc.max_concurrent_streams) are appended to ours. Metrics are served on
+    `settings.metrics_port` unless it is 0.
     """
     if settings.metrics_port:
         serve_metrics(settings.host, settings.metrics_port)
     server = grpc.aio.server(
-        interceptors=[*server_interceptors(), MetricsInterceptor(), ErrorInterceptor()],
+        interceptors=[*server_interceptors(), MetricsInterceptor(), ErrorInterceptor(), *interceptors],
         options=[
             *message_size_options(settings.max_message_bytes),
             # Accept client keepalive pings as often as our own clients send them.
@@ -81,6 +85,7 @@ async def serve(
             ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
             ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_seconds * 1000)),
             ("grpc.keepalive_permit_without_calls", 1),
+            *options,
         ],
     )
     register(server)

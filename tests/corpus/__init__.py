@@ -8,7 +8,9 @@ Each case says what the client must get:
 - `Succeeded`: an odd but valid input, extracted normally.
 
 Uploads (`Upload`) go through CreateExtraction, or through the UploadExtraction stream when `stream`
-is set; malformed calls of the other RPCs are `Call`s. tests/integration/test_bad_inputs.py runs them
+is set; malformed calls of the other RPCs are `Call`s. Most go to the stack's own gateway (authentication
+off); those with `auth` set go to a strict replica (authentication on, a short upload idle timeout,
+small upload caps) that the runner starts. tests/integration/test_bad_inputs.py runs them
 all against the real stack; docs/bad-inputs.md lists them for users.
 """
 
@@ -20,6 +22,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import grpc
 import pymupdf
@@ -67,6 +70,14 @@ class Upload:
     declared_size: int = 0
     metadata_first: bool = True
     metadata_twice: bool = False
+    # Streams only: send the metadata, then nothing more (the stream stays open until the server ends it).
+    stall_after_metadata: bool = False
+    # "off": the stack's gateway, no key. Else the strict gateway, with a valid key, a wrong one, or none.
+    auth: Literal["off", "valid", "wrong", "missing"] = "off"
+    # Sent this many times at once; every one must get `expect` (Rejected only).
+    concurrent: int = 1
+    # The gateway's peak resident memory (VmHWM) may grow at most this many MiB while the case runs.
+    max_gateway_growth_mib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,11 @@ def text_renamed() -> bytes:
 def header_too_late() -> bytes:
     """A PDF behind 2 KiB of junk: the header must start in the first 1024 bytes."""
     return b"\n" * 2048 + unique_contract()
+
+
+def largest_unary() -> bytes:
+    """As large as a CreateExtraction body may be (the content limit, in bytes)."""
+    return b"%PDF-1.7\n" + b"\0" * (UNARY_LIMIT - 9)
 
 
 def oversized_unary() -> bytes:
@@ -323,6 +339,10 @@ def embedded_files() -> bytes:
     return bytes(data)
 
 
+# A ZWJ sequence of 7 code points (man, woman, girl, boy): one grapheme a cut must never split.
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"
+
+
 def _wrong_kind(name: str, make: Callable[[], bytes]) -> Upload:
     return Upload(name, make, Rejected(grpc.StatusCode.INVALID_ARGUMENT, "NOT_A_PDF", "not a PDF"))
 
@@ -417,6 +437,62 @@ UPLOADS: list[Upload] = [
         stream=True,
     ),
     Upload("stream-truncated", truncated, Failed("CORRUPT_PDF", "truncated"), stream=True),
+    Upload(
+        "stream-negative-size",
+        unique_contract,
+        Rejected(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "size_bytes is -1"),
+        stream=True,
+        declared_size=-1,
+    ),
+    Upload(
+        "stream-more-than-declared",
+        unique_contract,
+        Rejected(grpc.StatusCode.INVALID_ARGUMENT, "SIZE_MISMATCH", "but more than 1,000 bytes arrived"),
+        stream=True,
+        declared_size=1000,
+    ),
+    Upload(
+        "stream-less-than-declared",
+        unique_contract,
+        Rejected(grpc.StatusCode.INVALID_ARGUMENT, "SIZE_MISMATCH", "declared size_bytes 10,485,760 but"),
+        stream=True,
+        declared_size=10 * MiB,
+    ),
+    # A client that sends its metadata and then nothing: refused after the strict gateway's idle timeout
+    # (GATEWAY_UPLOAD_IDLE_SECONDS), not held for the hour a stream may last.
+    Upload(
+        "stream-stalled-after-metadata",
+        unique_contract,
+        Rejected(grpc.StatusCode.DEADLINE_EXCEEDED, "UPLOAD_IDLE", "the upload stalled"),
+        stream=True,
+        stall_after_metadata=True,
+        auth="valid",
+    ),
+    Upload(
+        "long-emoji-filename",
+        unique_contract,
+        Succeeded(page_count=3, filename=FAMILY * 35 + ".pdf"),  # 35 x 7 + 4 = 249 characters
+        filename=FAMILY * 60 + ".pdf",
+    ),
+    # Authentication.
+    Upload(
+        "no-api-key",
+        unique_contract,
+        Rejected(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED", "missing credentials"),
+        auth="missing",
+    ),
+    # 24 callers at once, each sending the largest allowed body with a wrong key: all refused from the
+    # headers, before the body is read, so the gateway's memory barely moves (it grew by 1.4 GB when the
+    # servicer authenticated after grpc had received each body; ~20-30 MiB measured since, see
+    # docs/bad-inputs.md).
+    Upload(
+        "wrong-api-key-24-concurrent-32mib",
+        largest_unary,
+        Rejected(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED", "invalid API key"),
+        auth="wrong",
+        concurrent=24,
+        max_gateway_growth_mib=120,
+    ),
 ]
 
 

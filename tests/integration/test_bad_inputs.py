@@ -4,13 +4,18 @@ For every case: the expected status or FAILED reason; a bounded time; nothing ha
 call leaves no row and no object; a FAILED extraction is one FAILED row without clauses, result or
 intermediate objects); no retries burned (every activity ran once); and, after the whole corpus, every
 service still healthy, a normal contract still extracted, and the parser's memory within budget.
+
+Cases with `auth` set go to a strict gateway replica this module starts (STRICT_ENV: authentication on,
+a 3 s upload idle timeout, 2 uploads per tenant), so the stack's own gateway keeps its defaults.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -27,6 +32,7 @@ from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
 from orchestrator.payloads import parsed_key, workflow_id
 from services.common.errors import error_reason
+from services.gateway.auth import hash_key
 from services.store.extractions import result_key
 from services.store.objects import ObjectStore
 from tests import corpus
@@ -41,6 +47,24 @@ TERMINAL_SECONDS = 60.0
 PARSER_BUDGET_MIB = 600
 GATEWAY_BUDGET_MIB = 600
 CREATE = "/contracts.v1.ExtractionService/CreateExtraction"
+STRICT = "gateway-strict"
+STRICT_KEY = "corpus-key-" + "c" * 32
+STRICT_CAP = 2
+STRICT_ENV = {
+    "GATEWAY_AUTH_DISABLED": "false",
+    "GATEWAY_API_KEYS": f"corpus:{hash_key(STRICT_KEY)}",
+    "GATEWAY_UPLOAD_IDLE_SECONDS": "3",
+    "GATEWAY_MAX_UPLOADS_PER_TENANT": str(STRICT_CAP),
+}
+CREDENTIALS: dict[str, tuple[tuple[str, str], ...]] = {
+    "off": (),
+    "valid": (("authorization", f"Bearer {STRICT_KEY}"),),
+    "wrong": (("authorization", "Bearer wrong-" + STRICT_KEY),),
+    "missing": (),
+}
+# Peak RSS growth allowed while a strict gateway's tenant cap refuses 24 concurrent 32 MiB uploads
+# (~15-30 MiB measured; 2.2 GB before uploads were capped before their body was read).
+OVER_CAP_GROWTH_MIB = 120
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +77,38 @@ async def channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture(scope="module")
 def api(channel: grpc.aio.Channel) -> Gateway:
     return extraction_pb2_grpc.ExtractionServiceStub(channel)
+
+
+@dataclass
+class Target:
+    """A gateway process: its channel, stub and pid."""
+
+    channel: grpc.aio.Channel
+    api: Gateway
+    pid: int
+    address: str
+
+
+@pytest.fixture(scope="module")
+async def strict(stack: Stack) -> AsyncIterator[Target]:
+    """A second gateway with authentication on and a short idle timeout (STRICT_ENV)."""
+    port = stack.profile.gateway + 15
+    stack.start_extra(STRICT, "gateway", port, {**STRICT_ENV, "GATEWAY_PORT": str(port)})
+    pid = stack._pid(STRICT)
+    assert pid is not None
+    options = [("grpc.max_send_message_length", 64 * MiB), ("grpc.max_receive_message_length", -1)]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as opened:
+            stub = extraction_pb2_grpc.ExtractionServiceStub(opened)
+            yield Target(opened, stub, pid, f"127.0.0.1:{port}")
+    finally:
+        stack.stop(STRICT)
+
+
+def reset_peak(pid: int) -> int:
+    """Resets the process's VmHWM to its current RSS (Linux >= 4.0); returns that RSS in KiB."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return memory_kib(pid, "VmRSS")
 
 
 async def stored(db: asyncpg.Pool, objects: ObjectStore) -> dict[str, int]:
@@ -82,27 +138,38 @@ async def create_with_raw_filename(channel: grpc.aio.Channel, case: corpus.Uploa
     return answer
 
 
-async def stream_upload(api: Gateway, case: corpus.Upload, content: bytes) -> pb.Extraction:
+async def stream_upload(
+    api: Gateway, case: corpus.Upload, content: bytes, credentials: tuple[tuple[str, str], ...] = ()
+) -> pb.Extraction:
     metadata = pb.UploadMetadata(filename=case.filename, request_id=request_id(case), size_bytes=case.declared_size)
 
     async def messages() -> AsyncIterator[pb.UploadExtractionRequest]:
         if case.metadata_first:
             yield pb.UploadExtractionRequest(metadata=metadata)
+        if case.stall_after_metadata:
+            await asyncio.sleep(REFUSE_SECONDS * 2)  # the call ends first; then this generator is dropped
         for start in range(0, len(content), MiB):
             yield pb.UploadExtractionRequest(chunk=content[start : start + MiB])
             if case.metadata_twice:
                 yield pb.UploadExtractionRequest(metadata=metadata)
 
-    return await api.UploadExtraction(messages(), timeout=60)
+    return await api.UploadExtraction(messages(), metadata=credentials, timeout=60)
 
 
 async def send(channel: grpc.aio.Channel, api: Gateway, case: corpus.Upload, content: bytes) -> pb.Extraction:
     if case.raw_filename is not None:
         return await create_with_raw_filename(channel, case, content)
+    credentials = CREDENTIALS[case.auth]
     if case.stream:
-        return await stream_upload(api, case, content)
+        return await stream_upload(api, case, content, credentials)
     request = pb.CreateExtractionRequest(content=content, filename=case.filename, request_id=request_id(case))
-    return await api.CreateExtraction(request, timeout=30)
+    return await api.CreateExtraction(request, metadata=credentials, timeout=30)
+
+
+async def refusal(channel: grpc.aio.Channel, api: Gateway, case: corpus.Upload, content: bytes) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await send(channel, api, case, content)
+    return raised.value
 
 
 async def activity_attempts(temporal: Client, extraction_id: str) -> tuple[WorkflowExecutionStatus | None, list[int]]:
@@ -164,21 +231,32 @@ async def test_upload(
     db: asyncpg.Pool,
     objects: ObjectStore,
     temporal: Client,
+    stack: Stack,
+    strict: Target,
 ) -> None:
+    if case.auth != "off":
+        channel, api = strict.channel, strict.api
+    pid = strict.pid if case.auth != "off" else stack._pid("gateway")
+    assert pid is not None
     content = case.make()
     before = await stored(db, objects)
     started = time.monotonic()
     expect = case.expect
 
     if isinstance(expect, corpus.Rejected):
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await send(channel, api, case, content)
+        rss = reset_peak(pid)
+        errors = await asyncio.gather(*(refusal(channel, api, case, content) for _ in range(case.concurrent)))
+        growth = (memory_kib(pid, "VmHWM") - rss) // 1024
         assert time.monotonic() - started < REFUSE_SECONDS
-        error = raised.value
-        assert (error.code(), error_reason(error)) == (expect.code, expect.reason), error.details()
-        assert expect.message in (error.details() or ""), error.details()
+        for error in errors:
+            assert (error.code(), error_reason(error)) == (expect.code, expect.reason), error.details()
+            assert expect.message in (error.details() or ""), error.details()
+        if case.max_gateway_growth_mib is not None:
+            print(f"{case.name}: gateway peak RSS grew {growth} MiB in {time.monotonic() - started:.1f} s")
+            assert growth <= case.max_gateway_growth_mib, f"gateway peak RSS grew {growth} MiB"
         assert await stored(db, objects) == before, "a refused upload leaves nothing behind"
         return
+    assert case.concurrent == 1, "concurrent cases must be Rejected"
 
     created = await send(channel, api, case, content)
     assert created.state == pb.STATE_PENDING, "a new extraction, not a reused one"
@@ -243,6 +321,61 @@ async def test_store_writes_nothing_for_a_stream_without_finish(stack: Stack, ob
     assert written.size_bytes == len(b"%PDF-1.7 first half second half")
     assert await objects.get(key) == b"%PDF-1.7 first half second half"
     await objects.delete(key)
+
+
+async def test_uploads_over_the_tenant_cap_are_refused_before_their_body_is_read(
+    strict: Target, db: asyncpg.Pool, objects: ObjectStore
+) -> None:
+    """While two streams of a tenant hold its upload slots (STRICT_CAP), 24 concurrent 32 MiB uploads of
+    the same tenant are RESOURCE_EXHAUSTED at once, without the gateway receiving their bodies."""
+    before = await stored(db, objects)
+    stop = asyncio.Event()
+    credentials = CREDENTIALS["valid"]
+
+    async def trickle() -> AsyncIterator[pb.UploadExtractionRequest]:
+        yield pb.UploadExtractionRequest(metadata=pb.UploadMetadata(filename="held.pdf"))
+        yield pb.UploadExtractionRequest(chunk=b"%PDF-1.7\n")
+        while not stop.is_set():  # well inside the idle timeout
+            await asyncio.sleep(0.2)
+            yield pb.UploadExtractionRequest(chunk=b"\n")
+
+    # The held streams get a connection of their own, so their chunks do not queue behind the bodies.
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(strict.address, options=own) as holding:
+        holder = extraction_pb2_grpc.ExtractionServiceStub(holding)
+        held = [holder.UploadExtraction(trickle(), metadata=credentials, timeout=60) for _ in range(STRICT_CAP)]
+        try:
+            await asyncio.sleep(1.5)
+            wire = pb.CreateExtractionRequest(content=corpus.largest_unary(), filename="big.pdf").SerializeToString()
+            create = strict.channel.unary_unary(
+                CREATE, request_serializer=None, response_deserializer=pb.Extraction.FromString
+            )
+
+            async def refused() -> grpc.aio.AioRpcError:
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await create(wire, metadata=credentials, timeout=30)
+                return raised.value
+
+            rss = reset_peak(strict.pid)
+            started = time.monotonic()
+            errors = await asyncio.gather(*(refused() for _ in range(24)))
+            growth = (memory_kib(strict.pid, "VmHWM") - rss) // 1024
+            elapsed = time.monotonic() - started
+            print(f"over the tenant cap: gateway peak RSS grew {growth} MiB in {elapsed:.1f} s")
+            assert all(not call.done() for call in held), "the held uploads are still going"
+            for error in errors:
+                code = (error.code(), error_reason(error))
+                assert code == (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_UPLOADS"), error.details()
+                assert f"at most {STRICT_CAP} at once" in (error.details() or "")
+            assert elapsed < REFUSE_SECONDS
+            assert growth <= OVER_CAP_GROWTH_MIB, f"gateway peak RSS grew {growth} MiB"
+        finally:
+            stop.set()
+            for call in held:
+                call.cancel()
+    # Cancelled before their finish message: the held uploads leave nothing behind either.
+    await asyncio.sleep(1)
+    assert await stored(db, objects) == before
 
 
 def memory_kib(pid: int, field: str) -> int:
