@@ -55,6 +55,7 @@ async def in_process(stack: Stack, documents: list[bytes]) -> float:
 
     from orchestrator.payloads import clauses_key
     from services.store.extractions import ExtractionStore, Upload
+    from services.store.pagetokens import PageTokens
 
     workers = os.cpu_count() or 1
     loop = asyncio.get_running_loop()
@@ -64,7 +65,7 @@ async def in_process(stack: Stack, documents: list[bytes]) -> float:
         # Warm the pool (model loads) outside the timing, as the llm service loads its model at start-up.
         await asyncio.gather(*(loop.run_in_executor(executor, _cpu_work, documents[0]) for _ in range(workers)))
         async with stack.object_store() as objects:
-            store = ExtractionStore(pool, objects)
+            store = ExtractionStore(pool, objects, PageTokens(os.urandom(32)))
             slots = asyncio.Semaphore(workers)
 
             async def one(data: bytes) -> None:

@@ -7,10 +7,15 @@ registers them when it starts Temporal; on a real cluster an operator creates th
 
 from __future__ import annotations
 
+import logging
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+log = logging.getLogger(__name__)
 
 EXTRACTION_ID = SearchAttributeKey.for_keyword("ExtractionId")
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
@@ -35,3 +40,25 @@ async def missing_search_attributes(client: Client, namespace: str) -> list[str]
     answer = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
     known = {**answer.system_attributes, **answer.custom_attributes}
     return [key.name for key in REQUIRED if known.get(key.name) != IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]
+
+
+async def use_search_attributes(client: Client, namespace: str) -> bool:
+    """Whether to start workflows with the ExtractionId and TenantId search attributes, which Temporal
+    rejects unless the namespace defines them. Missing ones are an operator's error, reported loudly, but
+    not worth refusing work for: workflows then start without them. Raises RPCError while Temporal is
+    unreachable (UNAVAILABLE), so the caller asks again later."""
+    try:
+        missing = await missing_search_attributes(client, namespace)
+    except RPCError as error:  # e.g. a namespace-scoped credential without operator rights: assume they exist
+        if error.status == RPCStatusCode.UNAVAILABLE:
+            raise
+        log.warning("could not list Temporal search attributes", extra={"error": str(error)})
+        return True
+    if missing:
+        log.error(
+            "Temporal search attributes missing: workflows start without them, so they cannot be found by "
+            "extraction or tenant; create them, then restart the store",
+            extra={"missing": missing, "command": CREATE_COMMAND.format(namespace=namespace)},
+        )
+        return False
+    return True

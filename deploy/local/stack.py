@@ -206,6 +206,8 @@ class Stack:
             "HF_HUB_OFFLINE": "1",
             # Local stacks run without API keys; the gateway says so loudly at start-up.
             "GATEWAY_AUTH_DISABLED": "true",
+            # Not a secret: local stacks only (deploy/k8s takes it from the Secret).
+            "STORE_PAGE_TOKEN_KEY": f"local-{p.name}-page-token-key",
             **p.extra_env,
             **self.extra_env,
         }

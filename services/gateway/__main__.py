@@ -6,15 +6,13 @@ import asyncio
 import logging
 
 import grpc
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from contracts.internal.v1 import store_pb2_grpc
 from contracts.v1 import extraction_pb2, extraction_pb2_grpc
-from orchestrator.search import CREATE_COMMAND, missing_search_attributes
 from services.common.jsonlog import configure_logging
 from services.common.rpc import channel, serve, service_name
-from services.common.telemetry import configure_tracing, temporal_interceptors
+from services.common.telemetry import configure_tracing
+from services.gateway.admission import AdmissionInterceptor, UploadSlots
 from services.gateway.auth import ApiKeys
 from services.gateway.server import ExtractionServicer
 from services.gateway.settings import GatewaySettings
@@ -35,43 +33,20 @@ def api_keys(settings: GatewaySettings) -> ApiKeys:
         ) from None
 
 
-async def use_search_attributes(temporal: Client, namespace: str) -> bool:
-    """Whether to start workflows with the ExtractionId and TenantId search attributes, which Temporal
-    rejects unless the namespace defines them. Missing ones are an operator's error, reported loudly, but
-    not worth refusing uploads for: workflows then start without them."""
-    try:
-        missing = await missing_search_attributes(temporal, namespace)
-    except RPCError as error:  # e.g. a namespace-scoped credential without operator rights: assume they exist
-        log.warning("could not list Temporal search attributes", extra={"error": str(error)})
-        return True
-    if missing:
-        log.error(
-            "Temporal search attributes missing: workflows start without them, so they cannot be found by "
-            "extraction or tenant; create them, then restart the gateway",
-            extra={"missing": missing, "command": CREATE_COMMAND.format(namespace=namespace)},
-        )
-        return False
-    return True
-
-
 async def main(settings: GatewaySettings) -> None:
     keys = api_keys(settings)
     tls = None
     if settings.tls_cert_file and settings.tls_key_file:
         tls = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
-    temporal = await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, interceptors=temporal_interceptors()
-    )
     store_channel = channel(settings.store_address, settings.max_message_bytes)
     servicer = ExtractionServicer(
         store_pb2_grpc.StoreServiceStub(store_channel),
-        temporal,
         keys,
-        task_queue=settings.task_queue,
         max_upload_bytes=settings.max_upload_bytes,
         max_stream_upload_bytes=settings.max_stream_upload_bytes,
-        search_attributes=await use_search_attributes(temporal, settings.temporal_namespace),
+        upload_idle_seconds=settings.upload_idle_seconds,
     )
+    admission = AdmissionInterceptor(keys, UploadSlots(settings.max_uploads_per_tenant, settings.max_uploads))
 
     def register(server: grpc.aio.Server) -> None:
         extraction_pb2_grpc.add_ExtractionServiceServicer_to_server(servicer, server)
@@ -82,6 +57,8 @@ async def main(settings: GatewaySettings) -> None:
         register=register,
         on_stop=lambda: store_channel.close(grace=None),
         tls=tls,
+        interceptors=[admission],
+        options=[("grpc.max_concurrent_streams", settings.max_concurrent_streams)],
     )
 
 

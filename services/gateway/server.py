@@ -1,4 +1,8 @@
-"""Public ExtractionService: authenticate, validate, hand storage to the store, drive Temporal, answer."""
+"""Public ExtractionService: authenticate, validate, hand everything to the store, answer.
+
+The gateway never talks to Temporal: the store's outbox relay starts workflows and delivers cancels, so
+submits are accepted (and cancels recorded) while Temporal is down.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,22 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from orchestrator.payloads import WORKFLOW_NAME, ExtractionInput, workflow_id
-from orchestrator.search import extraction_attributes
-from services.common.errors import InvalidArgument, Unavailable
+from services.common.errors import InvalidArgument
+from services.gateway.admission import current_tenant
 from services.gateway.auth import ApiKeys
 from services.gateway.uploads import (
     HEADER_WINDOW,
     check_content,
+    check_declared_size,
     check_header,
     check_request_id,
     clean_filename,
+    idle_limited,
+    size_mismatch,
     too_large,
 )
 
@@ -36,6 +38,8 @@ Context = grpc.aio.ServicerContext[object, object]
 STORE_TIMEOUT_SECONDS = 30.0
 UPLOAD_TIMEOUT_SECONDS = 3600.0
 TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
+# How long CancelExtraction waits for the pipeline to stop before answering with the state as it is.
+CANCEL_WAIT_SECONDS = 10.0
 
 
 class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
@@ -45,23 +49,24 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
     def __init__(
         self,
         store: store_pb2_grpc.StoreServiceAsyncStub,
-        temporal: Client,
         keys: ApiKeys,
         *,
-        task_queue: str,
         max_upload_bytes: int,
         max_stream_upload_bytes: int,
-        search_attributes: bool = True,
+        upload_idle_seconds: float = 30.0,
     ) -> None:
         self._store = store
-        self._temporal = temporal
         self._keys = keys
-        self._task_queue = task_queue
         self._max_upload_bytes = max_upload_bytes
         self._max_stream_upload_bytes = max_stream_upload_bytes
-        self._search_attributes = search_attributes
+        self._upload_idle_seconds = upload_idle_seconds
 
     def _tenant(self, context: Context) -> str:
+        """The tenant AdmissionInterceptor authenticated from the headers; without the interceptor (a
+        servicer used on its own), authenticate here."""
+        tenant = current_tenant.get(None)
+        if tenant is not None:
+            return tenant
         return self._keys.tenant(context.invocation_metadata())  # type: ignore[arg-type]
 
     async def CreateExtraction(self, request: pb.CreateExtractionRequest, context: Context) -> pb.Extraction:
@@ -83,12 +88,12 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         self, request_iterator: AsyncIterator[pb.UploadExtractionRequest], context: Context
     ) -> pb.Extraction:
         tenant = self._tenant(context)
+        request_iterator = idle_limited(request_iterator, self._upload_idle_seconds)
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("metadata"):
             raise InvalidArgument("the first UploadExtraction message must carry metadata")
         metadata = first.metadata
-        if metadata.size_bytes > self._max_stream_upload_bytes:
-            raise too_large(metadata.size_bytes, self._max_stream_upload_bytes)
+        declared = check_declared_size(metadata.size_bytes, self._max_stream_upload_bytes)
         request_id = check_request_id(metadata.request_id)
         upload_key = f"uploads/{uuid.uuid4()}.pdf"
         digest = hashlib.sha256()
@@ -106,6 +111,8 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
                         raise InvalidArgument("metadata is allowed in the first message only")
                     data = message.chunk
                     size += len(data)
+                    if declared and size > declared:
+                        raise size_mismatch(declared, size, more=True)
                     if size > self._max_stream_upload_bytes:
                         raise too_large(size, self._max_stream_upload_bytes)
                     if len(head) < HEADER_WINDOW:
@@ -115,6 +122,8 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
                     digest.update(data)
                     yield store_pb2.WriteObjectRequest(data=data)
                 check_content(head, self._max_stream_upload_bytes)
+                if declared and size != declared:
+                    raise size_mismatch(declared, size)
                 yield store_pb2.WriteObjectRequest(finish=True)  # without it the store writes nothing
             except Exception as exc:  # grpc swallows request-iterator errors; keep ours for the client
                 failures.append(exc)
@@ -144,36 +153,11 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
 
     async def _accepted(self, created: store_pb2.CreateExtractionResponse, size: int, tenant: str) -> pb.Extraction:
         extraction = created.extraction
-        # Also for a repeated request_id still PENDING: the first call may have died before starting it.
-        if extraction.state == pb.STATE_PENDING:
-            await self._start_workflow(extraction, created.document_key, tenant)
         log.info(
             "extraction accepted",
             extra={"extraction_id": extraction.id, "is_new": created.created, "size_bytes": size},
         )
         return extraction
-
-    async def _start_workflow(self, extraction: pb.Extraction, document_key: str, tenant: str) -> None:
-        extraction_id = extraction.id
-        try:
-            await self._temporal.start_workflow(
-                WORKFLOW_NAME,
-                ExtractionInput(extraction_id=extraction_id, document_key=document_key),
-                id=workflow_id(extraction_id),
-                task_queue=self._task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # Operators find the workflow by extraction or tenant (orchestrator.search); the memo is
-                # shown in the Temporal UI.
-                search_attributes=extraction_attributes(extraction_id, tenant) if self._search_attributes else None,
-                memo={"filename": extraction.document.filename, "tenant": tenant},
-            )
-        except WorkflowAlreadyStartedError:
-            pass
-        except RPCError as error:
-            log.warning("temporal unavailable", extra={"extraction_id": extraction_id, "error": str(error)})
-            raise Unavailable(
-                "the extraction was stored but could not be started; retry with the same request_id"
-            ) from error
 
     async def GetExtraction(self, request: pb.GetExtractionRequest, context: Context) -> pb.Extraction:
         answer = await self._store.GetExtraction(
@@ -214,20 +198,24 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
             yield pb.DownloadDocumentResponse(chunk=piece.data)
 
     async def CancelExtraction(self, request: pb.CancelExtractionRequest, context: Context) -> pb.Extraction:
-        current = await self.GetExtraction(pb.GetExtractionRequest(id=request.id), context)
-        if current.state in TERMINAL:
-            return current
-        # The state first, so no late FAILED from the interrupted work can win; then stop the work. If the
-        # second step fails, a retry of this call (idempotent) repeats it.
-        updated = await self._store.UpdateExtraction(
-            store_pb2.UpdateExtractionRequest(id=current.id, state=pb.STATE_CANCELLED, stage=pb.STAGE_DONE),
-            timeout=STORE_TIMEOUT_SECONDS,
+        tenant = self._tenant(context)
+        answer = await self._store.CancelExtraction(
+            store_pb2.CancelExtractionRequest(id=request.id, tenant=tenant), timeout=STORE_TIMEOUT_SECONDS
         )
-        if updated.extraction.state == pb.STATE_CANCELLED:
-            try:
-                await self._temporal.get_workflow_handle(workflow_id(current.id)).cancel()
-            except RPCError as error:
-                if error.status != RPCStatusCode.NOT_FOUND:
-                    raise Unavailable("could not reach the workflow engine; retry the cancel") from error
-            log.info("extraction cancelled", extra={"extraction_id": current.id})
-        return updated.extraction
+        extraction = answer.extraction
+        if extraction.state in TERMINAL:
+            return extraction
+        # The request is durable now; give the pipeline a moment to stop, so the usual answer is CANCELLED.
+        remaining = context.time_remaining()
+        wait = CANCEL_WAIT_SECONDS if remaining is None else max(0.0, min(CANCEL_WAIT_SECONDS, remaining - 1.0))
+        updates = self._store.WatchExtraction(
+            store_pb2.WatchExtractionRequest(id=request.id, tenant=tenant), timeout=wait
+        )
+        try:
+            async for update in updates:
+                extraction = update.extraction
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                raise
+        log.info("extraction cancel requested", extra={"extraction_id": extraction.id})
+        return extraction

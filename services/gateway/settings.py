@@ -15,9 +15,6 @@ class GatewaySettings(ServerSettings):
 
     port: int = 50051
     store_address: str = Field(default="127.0.0.1:50054", validation_alias="STORE_ADDRESS")
-    temporal_address: str = Field(default="127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
-    temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
-    task_queue: str = Field(default="extractions", validation_alias="TEMPORAL_TASK_QUEUE")
     max_upload_bytes: int = Field(default=32 * MiB, validation_alias="MAX_UPLOAD_BYTES")
     max_stream_upload_bytes: int = Field(default=512 * MiB, validation_alias="MAX_STREAM_UPLOAD_BYTES")
     # The request envelope around the largest unary upload must fit through gRPC.
@@ -29,3 +26,15 @@ class GatewaySettings(ServerSettings):
     # TLS for the public port when both are set; internal services stay plaintext inside the cluster.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Uploads (CreateExtraction + UploadExtraction streams) in flight per tenant; more are refused at once
+    # with RESOURCE_EXHAUSTED (reason TOO_MANY_UPLOADS) before their body is read.
+    max_uploads_per_tenant: int = Field(default=32, ge=1)
+    # Of those, uploads this process receives at once; the others wait (bodies unread) up to 10 s for a
+    # slot, then get the same refusal. An admitted 32 MiB unary upload costs the gateway ~110-130 MiB
+    # while it is forwarded (measured, docs/bad-inputs.md), so 6 stay inside the pod's 1 GiB limit.
+    max_uploads: int = Field(default=6, ge=1)
+    # HTTP/2 streams (calls) one client connection may have open at once; more wait in the client.
+    max_concurrent_streams: int = Field(default=100, ge=1)
+    # An UploadExtraction stream that sends no message for this long is DEADLINE_EXCEEDED (reason
+    # UPLOAD_IDLE) and nothing is stored.
+    upload_idle_seconds: float = Field(default=30.0, gt=0)

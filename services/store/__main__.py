@@ -1,21 +1,28 @@
-"""Store process: `python -m services.store`. Migrates the database, ensures the bucket, serves."""
+"""Store process: `python -m services.store`. Migrates the database, ensures the bucket, serves, and
+runs the outbox relay (workflow starts and cancels) and the janitor (leftover objects) beside it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 
 import asyncpg
 import grpc
+from temporalio.client import Client
 
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from services.common.jsonlog import configure_logging
 from services.common.rpc import serve, service_name
-from services.common.telemetry import configure_tracing
+from services.common.telemetry import configure_tracing, temporal_interceptors
 from services.store.changes import ChangeFeed
 from services.store.extractions import ExtractionStore
+from services.store.janitor import Janitor
 from services.store.migrations import migrate
 from services.store.objects import ObjectStore
+from services.store.pagetokens import PageTokens
+from services.store.relay import OutboxRelay
 from services.store.server import StoreServicer
 from services.store.settings import StoreSettings
 
@@ -32,9 +39,39 @@ async def main(settings: StoreSettings) -> None:
         await migrate(pool)
         changes = ChangeFeed(settings.database_url)
         await changes.start()
-        servicer = StoreServicer(ExtractionStore(pool, objects), objects, changes)
+        extractions = ExtractionStore(pool, objects, page_tokens(settings))
+        servicer = StoreServicer(extractions, objects, changes)
+        # Lazy: the store serves (and accepts submits) while Temporal is down; the relay retries.
+        temporal = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            interceptors=temporal_interceptors(),
+            lazy=True,
+        )
+        relay = OutboxRelay(
+            pool,
+            changes,
+            temporal,
+            namespace=settings.temporal_namespace,
+            task_queue=settings.task_queue,
+            poll_seconds=settings.relay_poll_seconds,
+        )
+        janitor = Janitor(
+            pool,
+            objects,
+            extractions,
+            interval_seconds=settings.sweep_interval_seconds,
+            upload_grace_seconds=settings.upload_grace_seconds,
+            settle_seconds=settings.sweep_settle_seconds,
+        )
+        background = [asyncio.create_task(relay.run()), asyncio.create_task(janitor.run())]
 
         async def stop() -> None:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await changes.close()
             await pool.close()
 
@@ -47,6 +84,16 @@ async def main(settings: StoreSettings) -> None:
             register=register,
             on_stop=stop,
         )
+
+
+def page_tokens(settings: StoreSettings) -> PageTokens:
+    if settings.page_token_key is None:
+        log.warning(
+            "STORE_PAGE_TOKEN_KEY is not set: page tokens are signed with a random key of this process, so they"
+            " do not survive a restart or work across replicas; set it (the same on every replica) outside local use"
+        )
+        return PageTokens(secrets.token_bytes(32))
+    return PageTokens(settings.page_token_key.get_secret_value().encode())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 CHANNEL = "extraction_changed"
+# New work for the outbox relay (an extraction to start, a cancel to deliver); payload: the id.
+OUTBOX_CHANNEL = "extraction_outbox"
 
 
 class ChangeFeed:
@@ -26,6 +28,8 @@ class ChangeFeed:
         self._database_url = database_url
         self._connection: Any = None
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        # Set on every outbox notification; the relay clears it before each pass.
+        self.outbox = asyncio.Event()
 
     async def start(self) -> None:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
@@ -34,6 +38,16 @@ class ChangeFeed:
     async def _connect(self) -> None:
         self._connection = await asyncpg.connect(self._database_url)
         await self._connection.add_listener(CHANNEL, self._notified)
+        await self._connection.add_listener(OUTBOX_CHANNEL, self._outbox_notified)
+
+    async def ensure_connected(self) -> None:
+        """Reconnect after the database went away (notifications sent meanwhile are lost: callers poll too)."""
+        if self._connection is None or self._connection.is_closed():
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await self._connect()
+
+    def _outbox_notified(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        self.outbox.set()
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -48,9 +62,7 @@ class ChangeFeed:
     @contextlib.asynccontextmanager
     async def subscribe(self, extraction_id: str) -> AsyncIterator[asyncio.Event]:
         """An event set whenever the extraction changes; the subscriber clears it after each read."""
-        if self._connection is None or self._connection.is_closed():
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
-                await self._connect()
+        await self.ensure_connected()
         event = asyncio.Event()
         self._waiters[extraction_id].add(event)
         try:

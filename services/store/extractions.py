@@ -4,20 +4,28 @@ Invariants:
 - an object is written before any row points at it, so a row never references a missing object;
 - terminal states (SUCCEEDED, FAILED, CANCELLED) are never left, so retried or late calls are harmless;
 - completing an extraction writes its result object under a key derived from its id and then swaps its
-  clause rows in one transaction, so any number of retries leaves exactly one result.
+  clause rows in one transaction, so any number of retries leaves exactly one result; a completion that
+  loses to a cancel deletes the result object it wrote;
+- a FAILED or CANCELLED extraction keeps no object naming it (its parsed text, clauses, result): they
+  are deleted when it ends, and the janitor repeats that for stragglers; only its PDF stays (served by
+  DownloadDocument);
+- the PENDING row is the intent to start its workflow (a transactional outbox, see relay.py): creating
+  an extraction never waits for Temporal, and a cancel is a durable request the relay delivers;
+- documents, their object keys and deduplication are per tenant: nothing in an answer or its timing
+  depends on another tenant's uploads;
+- a request_id names one request: reusing it with other content, filename or options is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -26,9 +34,10 @@ from prometheus_client import Counter
 
 from contracts.internal.v1 import llm_pb2
 from contracts.v1 import extraction_pb2 as pb
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.store.changes import ChangeFeed
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, register_transient
+from services.store.changes import OUTBOX_CHANNEL, ChangeFeed
 from services.store.objects import ObjectStore
+from services.store.pagetokens import PageTokens
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +55,36 @@ EXTRACTIONS = Counter(
     ["state"],
 )
 
+# PostgreSQL unreachable, restarting or refusing connections: callers retry (UNAVAILABLE), not INTERNAL.
+register_transient(
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
 _SELECT = """
-SELECT e.*, d.size_bytes, d.page_count, d.char_count, d.object_key
-FROM extractions e JOIN documents d ON d.sha256 = e.document_sha256
+SELECT e.*, d.size_bytes, d.object_key
+FROM extractions e JOIN documents d ON d.tenant = e.tenant AND d.sha256 = e.document_sha256
 """
 
 
-def document_key(sha256: str) -> str:
-    return f"documents/{sha256[:2]}/{sha256}.pdf"
+def document_key(tenant: str, sha256: str) -> str:
+    """Per tenant (by a hash of its name, which may hold any characters), so no key is shared across tenants."""
+    owner = hashlib.sha256(tenant.encode()).hexdigest()[:16]
+    return f"documents/{owner}/{sha256[:2]}/{sha256}.pdf"
+
+
+def intermediate_prefix(extraction_id: str) -> str:
+    """The folder of an extraction's claim-check objects (parsed text, clauses)."""
+    return f"extractions/{extraction_id}/"
+
+
+def request_fingerprint(sha256: str, filename: str, reprocess: bool) -> str:
+    """What a request asked for, to tell a retry (same fingerprint) from a reused request_id."""
+    canonical = json.dumps({"sha256": sha256, "filename": filename, "reprocess": reprocess}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def result_key(extraction_id: str) -> str:
@@ -98,6 +129,8 @@ def _to_message(row: asyncpg.Record, clauses: list[asyncpg.Record] | None = None
         ),
         usage=pb.Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"]),
     )
+    if row["cancel_time"] is not None:
+        extraction.cancel_time.CopyFrom(_timestamp(row["cancel_time"]))
     if row["error_code"]:
         extraction.error.code = row["error_code"]
         extraction.error.message = row["error_message"] or ""
@@ -132,29 +165,16 @@ class Upload:
     size_bytes: int = 0
 
 
-def _page_token(row: asyncpg.Record) -> str:
-    raw = f"{row['create_time'].isoformat()}|{row['id']}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _parse_page_token(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        stamp, ident = raw.split("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument("invalid page_token") from exc
-
-
 class ExtractionStore:
-    def __init__(self, pool: asyncpg.Pool, objects: ObjectStore) -> None:
+    def __init__(self, pool: asyncpg.Pool, objects: ObjectStore, page_tokens: PageTokens) -> None:
         self._pool = pool
         self._objects = objects
+        self._page_tokens = page_tokens
 
     async def create(
         self, upload: Upload, filename: str, request_id: str, tenant: str = DEFAULT_TENANT, reprocess: bool = False
     ) -> Created:
-        """Store the PDF (once per content) and a PENDING extraction.
+        """Store the PDF (once per content and tenant) and a PENDING extraction, whose workflow the relay starts.
 
         Idempotent per (tenant, request_id); identical bytes already extracted for the tenant return that
         extraction unless `reprocess`.
@@ -172,46 +192,73 @@ class ExtractionStore:
             sha256, size = hashlib.sha256(upload.content).hexdigest(), len(upload.content)
         else:
             raise InvalidArgument("content is empty")
+        fingerprint = request_fingerprint(sha256, filename, reprocess)
         try:
-            if request_id and (existing := await self._by_request_id(tenant, request_id)) is not None:
-                return existing
-            if not reprocess and (existing := await self._finished(tenant, sha256)) is not None:
-                return existing
-            key = document_key(sha256)
             async with self._pool.acquire() as connection:
-                known = await connection.fetchval("SELECT 1 FROM documents WHERE sha256 = $1", sha256)
-            if not known:
+                found: Any = await connection.fetchrow(
+                    "SELECT (SELECT id FROM extractions WHERE tenant = $1 AND request_id = $2) AS by_request,"
+                    " (SELECT id FROM extractions WHERE tenant = $1 AND document_sha256 = $3 AND state = $4"
+                    "  ORDER BY create_time DESC LIMIT 1) AS finished,"
+                    " EXISTS (SELECT 1 FROM documents WHERE tenant = $1 AND sha256 = $3) AS known",
+                    tenant,
+                    request_id or None,
+                    sha256,
+                    pb.STATE_SUCCEEDED,
+                )
+            if found["by_request"] is not None:
+                return await self._repeat(found["by_request"], request_id, fingerprint)
+            if not reprocess and found["finished"] is not None:
+                extraction, key = await self.get(str(found["finished"]))
+                return Created(extraction, False, key)
+            key = document_key(tenant, sha256)
+            if not found["known"]:
                 if upload.upload_key:
                     await self._objects.copy(upload.upload_key, key)
                 else:
                     await self._objects.put(key, upload.content, content_type="application/pdf")
-            inserted = await self._insert(tenant, request_id, sha256, size, key, filename)
+            row = await self._insert(tenant, request_id, sha256, size, key, filename, fingerprint)
         finally:
             if upload.upload_key:
                 await self._objects.delete(upload.upload_key)
-        if inserted is None:  # a concurrent call with the same request_id won the race
-            existing = await self._by_request_id(tenant, request_id)
-            assert existing is not None
-            return existing
+        if row is None:  # a concurrent call with the same request_id won the race
+            async with self._pool.acquire() as connection:
+                ident = await connection.fetchval(
+                    "SELECT id FROM extractions WHERE tenant = $1 AND request_id = $2", tenant, request_id
+                )
+            return await self._repeat(ident, request_id, fingerprint)
         EXTRACTIONS.labels("PENDING").inc()
-        extraction, _ = await self.get(str(inserted), with_clauses=False)
-        log.info("extraction created", extra={"extraction_id": str(inserted), "size_bytes": size})
-        return Created(extraction, True, key)
+        log.info("extraction created", extra={"extraction_id": str(row["id"]), "size_bytes": size})
+        return Created(_to_message(row), True, key)
+
+    async def _repeat(self, ident: uuid.UUID, request_id: str, fingerprint: str) -> Created:
+        """The extraction an earlier call with this request_id made, if it asked for the same thing."""
+        extraction, key = await self.get(str(ident))
+        async with self._pool.acquire() as connection:
+            stored = await connection.fetchval("SELECT fingerprint FROM extractions WHERE id = $1", ident)
+        if stored is not None and stored != fingerprint:
+            raise AlreadyExists(
+                f"request_id {request_id[:64]!r} was already used for a different request (other content,"
+                " filename or options); send a new request_id for a new request",
+                reason="REQUEST_ID_REUSED",
+            )
+        return Created(extraction, False, key)
 
     async def _insert(
-        self, tenant: str, request_id: str, sha256: str, size: int, key: str, filename: str
-    ) -> uuid.UUID | None:
-        async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute(
-                "INSERT INTO documents (sha256, size_bytes, object_key) VALUES ($1, $2, $3)"
-                " ON CONFLICT (sha256) DO NOTHING",
-                sha256,
-                size,
-                key,
-            )
-            inserted: uuid.UUID | None = await connection.fetchval(
-                "INSERT INTO extractions (id, tenant, request_id, document_sha256, filename, state, stage)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id",
+        self, tenant: str, request_id: str, sha256: str, size: int, key: str, filename: str, fingerprint: str
+    ) -> asyncpg.Record | None:
+        """One statement: the document row (if new), the extraction row, and the relay's wake-up."""
+        async with self._pool.acquire() as connection:
+            row: asyncpg.Record | None = await connection.fetchrow(
+                "WITH document AS ("
+                "  INSERT INTO documents (tenant, sha256, size_bytes, object_key) VALUES ($2, $4, $8, $9)"
+                "  ON CONFLICT (tenant, sha256) DO NOTHING),"
+                " inserted AS ("
+                "  INSERT INTO extractions"
+                "  (id, tenant, request_id, document_sha256, filename, state, stage, fingerprint)"
+                "  VALUES ($1, $2, $3, $4, $5, $6, $7, $10)"
+                "  ON CONFLICT (tenant, request_id) DO NOTHING RETURNING *)"
+                " SELECT inserted.*, $8::bigint AS size_bytes, $9::text AS object_key,"
+                f" pg_notify('{OUTBOX_CHANNEL}', inserted.id::text) FROM inserted",
                 uuid.uuid4(),
                 tenant,
                 request_id or None,
@@ -219,31 +266,11 @@ class ExtractionStore:
                 filename,
                 pb.STATE_PENDING,
                 pb.STAGE_QUEUED,
+                size,
+                key,
+                fingerprint,
             )
-        return inserted
-
-    async def _by_request_id(self, tenant: str, request_id: str) -> Created | None:
-        async with self._pool.acquire() as connection:
-            row = await connection.fetchrow(_SELECT + " WHERE e.tenant = $1 AND e.request_id = $2", tenant, request_id)
-        if row is None:
-            return None
-        extraction, key = await self.get(str(row["id"]))
-        return Created(extraction, False, key)
-
-    async def _finished(self, tenant: str, sha256: str) -> Created | None:
-        """The newest SUCCEEDED extraction of these bytes for this tenant, to reuse instead of redoing."""
-        async with self._pool.acquire() as connection:
-            ident = await connection.fetchval(
-                "SELECT id FROM extractions WHERE tenant = $1 AND document_sha256 = $2 AND state = $3"
-                " ORDER BY create_time DESC LIMIT 1",
-                tenant,
-                sha256,
-                pb.STATE_SUCCEEDED,
-            )
-        if ident is None:
-            return None
-        extraction, key = await self.get(str(ident))
-        return Created(extraction, False, key)
+        return row
 
     async def list_page(
         self, tenant: str, page_size: int, page_token: str, state: int = pb.STATE_UNSPECIFIED
@@ -259,8 +286,9 @@ class ExtractionStore:
                 raise InvalidArgument(f"unknown state {state}")
             args.append(state)
             conditions.append(f"e.state = ${len(args)}")
+        query_name = f"state={state}"
         if page_token:
-            stamp, ident = _parse_page_token(page_token)
+            stamp, ident = self._page_tokens.decode(page_token, args[0], query_name)  # type: ignore[arg-type]
             args += [stamp, ident]
             conditions.append(f"(e.create_time, e.id) < (${len(args) - 1}, ${len(args)})")
         query = (
@@ -270,7 +298,10 @@ class ExtractionStore:
             rows = await connection.fetch(query, *args)
         more = len(rows) > size
         rows = rows[:size]
-        return [_to_message(row) for row in rows], (_page_token(rows[-1]) if more else "")
+        token = ""
+        if more:
+            token = self._page_tokens.encode(str(args[0]), query_name, rows[-1]["create_time"], rows[-1]["id"])
+        return [_to_message(row) for row in rows], token
 
     async def get(
         self, extraction_id: str, *, tenant: str = "", with_clauses: bool = True
@@ -320,42 +351,84 @@ class ExtractionStore:
         error: pb.ExtractionError | None = None,
         progress: pb.Progress | None = None,
     ) -> pb.Extraction:
-        """Move to state/stage unless already terminal; a no-op on terminal rows (safe to retry)."""
+        """Move to state/stage unless already terminal; a no-op on terminal rows (safe to retry).
+
+        Returns the extraction as it is now, so the caller sees whether its move won. Ending FAILED or
+        CANCELLED deletes the extraction's intermediate objects (on every call, so a retry finishes it).
+        """
         ident = parse_id(extraction_id)
         if state == pb.STATE_SUCCEEDED:
             raise InvalidArgument("use CompleteExtraction to mark an extraction SUCCEEDED")
         if state == pb.STATE_UNSPECIFIED or stage == pb.STAGE_UNSPECIFIED:
             raise InvalidArgument("state and stage are required")
-        async with self._pool.acquire() as connection, connection.transaction():
-            sha256 = await connection.fetchval(
+        failed = error is not None and bool(error.code)
+        async with self._pool.acquire() as connection:
+            changed = await connection.fetchval(
                 "UPDATE extractions SET state = $2, stage = $3, error_code = $4, error_message = $5,"
-                " update_time = now() WHERE id = $1 AND state <> ALL($6::smallint[]) RETURNING document_sha256",
+                " page_count = COALESCE(NULLIF($7, 0), page_count), char_count = COALESCE(NULLIF($8, 0), char_count),"
+                " pages_parsed = CASE WHEN $9 THEN $10 ELSE pages_parsed END,"
+                " pages_total = CASE WHEN $9 THEN $11 ELSE pages_total END,"
+                " chunks_done = CASE WHEN $9 THEN $12 ELSE chunks_done END,"
+                " chunks_total = CASE WHEN $9 THEN $13 ELSE chunks_total END,"
+                " update_time = now() WHERE id = $1 AND state <> ALL($6::smallint[]) RETURNING id",
                 ident,
                 state,
                 stage,
-                error.code if error is not None and error.code else None,
-                error.message if error is not None and error.code else None,
+                error.code if failed and error is not None else None,
+                error.message if failed and error is not None else None,
                 list(TERMINAL_STATES),
+                page_count,
+                char_count,
+                progress is not None,
+                progress.pages_parsed if progress is not None else 0,
+                progress.pages_total if progress is not None else 0,
+                progress.chunks_done if progress is not None else 0,
+                progress.chunks_total if progress is not None else 0,
             )
-            if sha256 is not None and progress is not None:
-                await connection.execute(
-                    "UPDATE extractions SET pages_parsed = $2, pages_total = $3, chunks_done = $4, chunks_total = $5"
-                    " WHERE id = $1",
-                    ident,
-                    progress.pages_parsed,
-                    progress.pages_total,
-                    progress.chunks_done,
-                    progress.chunks_total,
-                )
-            if sha256 is not None and (page_count or char_count):
-                await connection.execute(
-                    "UPDATE documents SET page_count = $2, char_count = $3 WHERE sha256 = $1",
-                    sha256,
-                    page_count,
-                    char_count,
-                )
-        if sha256 is not None and state in TERMINAL_STATES:
+        if changed is not None and state in TERMINAL_STATES:
             EXTRACTIONS.labels(pb.State.Name(state).removeprefix("STATE_")).inc()  # type: ignore[arg-type]
+        extraction, _ = await self.get(extraction_id, with_clauses=False)
+        if extraction.state in (pb.STATE_FAILED, pb.STATE_CANCELLED):
+            await self.discard_objects(extraction_id)
+        return extraction
+
+    async def discard_objects(self, extraction_id: str) -> None:
+        """Delete what names an extraction that ended without a result (idempotent)."""
+        await self._objects.delete_prefix(intermediate_prefix(extraction_id))
+        await self._objects.delete(result_key(extraction_id))
+
+    async def cancel(self, extraction_id: str, tenant: str = "") -> pb.Extraction:
+        """Record a durable cancel request; the relay delivers it to the workflow, which ends CANCELLED.
+
+        An extraction whose workflow was never started is CANCELLED at once (the relay starts only rows
+        that are still PENDING, and a workflow started but not yet recorded as such finds the row
+        CANCELLED at its first step and ends itself).
+        """
+        ident = parse_id(extraction_id)
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT tenant, state, workflow_start_time, cancel_time FROM extractions WHERE id = $1 FOR UPDATE",
+                ident,
+            )
+            if row is None or (tenant and row["tenant"] != tenant):
+                raise NotFound(f"extraction {extraction_id} not found")
+            if row["state"] in TERMINAL_STATES:
+                pass
+            elif row["workflow_start_time"] is None:
+                await connection.execute(
+                    "UPDATE extractions SET state = $2, stage = $3, cancel_time = now(), cancel_delivered_time = now(),"
+                    " update_time = now() WHERE id = $1",
+                    ident,
+                    pb.STATE_CANCELLED,
+                    pb.STAGE_DONE,
+                )
+                EXTRACTIONS.labels("CANCELLED").inc()
+            elif row["cancel_time"] is None:
+                await connection.execute(
+                    "UPDATE extractions SET cancel_time = now(), update_time = now() WHERE id = $1", ident
+                )
+                await connection.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, str(ident))
+        log.info("cancel requested", extra={"extraction_id": extraction_id})
         extraction, _ = await self.get(extraction_id, with_clauses=False)
         return extraction
 
@@ -400,37 +473,54 @@ class ExtractionStore:
         ]
         async with self._pool.acquire() as connection, connection.transaction():
             state = await connection.fetchval("SELECT state FROM extractions WHERE id = $1 FOR UPDATE", ident)
-            if state in TERMINAL_STATES:  # lost a race with another completion or a cancel
-                return len(records), key
-            await connection.execute("DELETE FROM clauses WHERE extraction_id = $1", ident)
-            await connection.copy_records_to_table(
-                "clauses",
-                records=records,
-                columns=[
-                    "extraction_id",
-                    "ordinal",
-                    "category",
-                    "text",
-                    "page_start",
-                    "page_end",
-                    "char_start",
-                    "char_end",
-                    "confidence",
-                    "answer",
-                ],
-            )
-            await connection.execute(
-                "UPDATE extractions SET state = $2, stage = $3, model = $4, result_key = $5,"
-                " prompt_tokens = $6, completion_tokens = $7,"
-                " error_code = NULL, error_message = NULL, update_time = now() WHERE id = $1",
-                ident,
-                pb.STATE_SUCCEEDED,
-                pb.STAGE_DONE,
-                extracted.model,
-                key,
-                extracted.usage.prompt_tokens,
-                extracted.usage.completion_tokens,
-            )
+            lost = state in TERMINAL_STATES  # to another completion, or to a cancel
+            if not lost:
+                await self._swap_clauses(connection, ident, records, extracted, key)
+        if lost:
+            if state != pb.STATE_SUCCEEDED:  # the result of a cancelled extraction must not survive it
+                await self.discard_objects(extraction_id)
+                raise FailedPrecondition(
+                    f"extraction {extraction_id} is {pb.State.Name(state)}; it cannot be completed"
+                )
+            return len(records), key
         EXTRACTIONS.labels("SUCCEEDED").inc()
         log.info("extraction completed", extra={"extraction_id": extraction_id, "clauses": len(records)})
         return len(records), key
+
+    async def _swap_clauses(
+        self,
+        connection: Any,
+        ident: uuid.UUID,
+        records: list[tuple[Any, ...]],
+        extracted: llm_pb2.ExtractedClauses,
+        key: str,
+    ) -> None:
+        await connection.execute("DELETE FROM clauses WHERE extraction_id = $1", ident)
+        await connection.copy_records_to_table(
+            "clauses",
+            records=records,
+            columns=[
+                "extraction_id",
+                "ordinal",
+                "category",
+                "text",
+                "page_start",
+                "page_end",
+                "char_start",
+                "char_end",
+                "confidence",
+                "answer",
+            ],
+        )
+        await connection.execute(
+            "UPDATE extractions SET state = $2, stage = $3, model = $4, result_key = $5,"
+            " prompt_tokens = $6, completion_tokens = $7,"
+            " error_code = NULL, error_message = NULL, update_time = now() WHERE id = $1",
+            ident,
+            pb.STATE_SUCCEEDED,
+            pb.STAGE_DONE,
+            extracted.model,
+            key,
+            extracted.usage.prompt_tokens,
+            extracted.usage.completion_tokens,
+        )

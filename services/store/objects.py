@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -98,9 +99,6 @@ class ObjectStore:
             with contextlib.suppress(self._client.exceptions.BucketAlreadyOwnedByYou):
                 await self._client.create_bucket(Bucket=self.bucket)
 
-    async def ping(self) -> None:
-        await self._client.head_bucket(Bucket=self.bucket)
-
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         await self._client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type)
 
@@ -177,6 +175,34 @@ class ObjectStore:
                 return False
             raise
         return True
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (a folder of one extraction); returns how many."""
+        check_key(prefix + "x")
+        keys = await self.keys(prefix)
+        for key in keys:
+            await self.delete(key)
+        return len(keys)
+
+    async def older_than(self, prefix: str, before: datetime) -> list[str]:
+        """Keys under `prefix` last written before `before` (the janitor's candidates)."""
+        found: list[str] = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            found.extend(item["Key"] for item in page.get("Contents", []) if item["LastModified"] < before)
+        return found
+
+    async def abort_stale_multipart(self, prefix: str, before: datetime) -> int:
+        """Abort multipart uploads under `prefix` begun before `before` (a store killed mid-upload)."""
+        answer = await self._client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+        aborted = 0
+        for upload in answer.get("Uploads", []):
+            if upload["Initiated"] < before:
+                await self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+                aborted += 1
+        return aborted
 
     async def keys(self, prefix: str = "") -> list[str]:
         """Every key under `prefix` (for tests and operators: orphan checks)."""

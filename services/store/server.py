@@ -74,6 +74,12 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         )
         return store_pb2.UpdateExtractionResponse(extraction=extraction)
 
+    async def CancelExtraction(
+        self, request: store_pb2.CancelExtractionRequest, context: Context[object, object]
+    ) -> store_pb2.CancelExtractionResponse:
+        extraction = await self._extractions.cancel(request.id, tenant=request.tenant)
+        return store_pb2.CancelExtractionResponse(extraction=extraction)
+
     async def CompleteExtraction(
         self, request: store_pb2.CompleteExtractionRequest, context: Context[object, object]
     ) -> store_pb2.CompleteExtractionResponse:

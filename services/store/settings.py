@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServerSettings
@@ -22,3 +22,16 @@ class StoreSettings(ServerSettings):
     # SeaweedFS without an IAM config accepts any key; real S3 takes these or the usual AWS chain.
     aws_access_key_id: str | None = Field(default="clausework", validation_alias="AWS_ACCESS_KEY_ID")
     aws_secret_access_key: str | None = Field(default="clausework", validation_alias="AWS_SECRET_ACCESS_KEY")
+
+    # The outbox relay (services/store/relay.py) starts workflows and delivers cancels through Temporal.
+    temporal_address: str = Field(default="127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
+    task_queue: str = Field(default="extractions", validation_alias="TEMPORAL_TASK_QUEUE")
+    relay_poll_seconds: float = 2.0
+    # Signs ListExtractions page tokens; the same on every replica (a Secret in production). Unset: a
+    # random key per process, logged, so tokens do not survive a restart or cross replicas.
+    page_token_key: SecretStr | None = None
+    # The janitor (services/store/janitor.py): how often it sweeps, and how old a leftover must be.
+    sweep_interval_seconds: float = 300.0
+    upload_grace_seconds: float = 3600.0
+    sweep_settle_seconds: float = 60.0

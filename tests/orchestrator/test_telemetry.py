@@ -26,14 +26,20 @@ from orchestrator.payloads import (
     ExtractOutput,
     ParseInput,
     ParseOutput,
+    StatusOutput,
     StatusUpdate,
     workflow_id,
 )
-from orchestrator.search import EXTRACTION_ID, TENANT_ID, extraction_attributes, missing_search_attributes
+from orchestrator.search import (
+    EXTRACTION_ID,
+    TENANT_ID,
+    extraction_attributes,
+    missing_search_attributes,
+    use_search_attributes,
+)
 from orchestrator.telemetry import ActivityTelemetry
 from orchestrator.workflows import ExtractionWorkflow
 from services.common.jsonlog import JsonFormatter
-from services.gateway.__main__ import use_search_attributes
 
 log = logging.getLogger("tests.activities")
 
@@ -43,8 +49,9 @@ class Activities:
         self.parse_attempts = 0
 
     @activity.defn(name="update_status")
-    async def update_status(self, update: StatusUpdate) -> None:
+    async def update_status(self, update: StatusUpdate) -> StatusOutput:
         log.info("status")
+        return StatusOutput(update.state, update.error_code, update.error_message)
 
     @activity.defn(name="parse_document")
     async def parse_document(self, task: ParseInput) -> ParseOutput:

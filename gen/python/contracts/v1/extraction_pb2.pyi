@@ -104,7 +104,8 @@ class CreateExtractionRequest(_message.Message):
     """The original file name, for display only (path components are stripped)."""
     request_id: _builtins.str
     """Idempotency key (AIP-155): a retry with the same request_id returns the first call's Extraction.
-    Any string of at most 128 characters; a UUID is recommended.
+    Any string of at most 128 characters; a UUID is recommended. Reusing it for a different request
+    (other content, filename or options) is ALREADY_EXISTS, reason REQUEST_ID_REUSED.
     """
     @_builtins.property
     def options(self) -> Global___ExtractionOptions: ...
@@ -392,6 +393,7 @@ class Extraction(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    CANCEL_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     state: Global___State.ValueType
@@ -424,6 +426,12 @@ class Extraction(_message.Message):
     def usage(self) -> Global___Usage:
         """Tokens spent by an LLM backend (zero for the embedded model)."""
 
+    @_builtins.property
+    def cancel_time(self) -> _timestamp_pb2.Timestamp:
+        """When a cancel was requested, if one was; state becomes CANCELLED once the pipeline has stopped
+        (or stays SUCCEEDED if it finished first).
+        """
+
     def __init__(
         self,
         *,
@@ -439,10 +447,11 @@ class Extraction(_message.Message):
         model: _builtins.str = ...,
         progress: Global___Progress | None = ...,
         usage: Global___Usage | None = ...,
+        cancel_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "document", b"document", "error", b"error", "progress", b"progress", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "create_time", b"create_time", "document", b"document", "error", b"error", "progress", b"progress", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clauses", b"clauses", "create_time", b"create_time", "document", b"document", "error", b"error", "id", b"id", "model", b"model", "progress", b"progress", "request_id", b"request_id", "stage", b"stage", "state", b"state", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "clauses", b"clauses", "create_time", b"create_time", "document", b"document", "error", b"error", "id", b"id", "model", b"model", "progress", b"progress", "request_id", b"request_id", "stage", b"stage", "state", b"state", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

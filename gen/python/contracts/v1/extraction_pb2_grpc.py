@@ -127,7 +127,10 @@ class ExtractionServiceServicer:
 
     def CancelExtraction(self, request, context):
         """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
-        finished extraction is returned unchanged.
+        finished extraction is returned unchanged. The request is recorded durably (cancel_time) and
+        delivered to the pipeline even if it is briefly unreachable; the state becomes CANCELLED once the
+        pipeline has stopped. The call waits a few seconds for that and returns the extraction as it is
+        then: CANCELLED, or still RUNNING with cancel_time set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

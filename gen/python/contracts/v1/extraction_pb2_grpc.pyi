@@ -59,7 +59,10 @@ class ExtractionServiceStub:
     """Lists the caller's extractions, newest first."""
     CancelExtraction: _grpc.UnaryUnaryMultiCallable[_extraction_pb2.CancelExtractionRequest, _extraction_pb2.Extraction]
     """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
-    finished extraction is returned unchanged.
+    finished extraction is returned unchanged. The request is recorded durably (cancel_time) and
+    delivered to the pipeline even if it is briefly unreachable; the state becomes CANCELLED once the
+    pipeline has stopped. The call waits a few seconds for that and returns the extraction as it is
+    then: CANCELLED, or still RUNNING with cancel_time set.
     """
     DownloadDocument: _grpc.UnaryStreamMultiCallable[_extraction_pb2.DownloadDocumentRequest, _extraction_pb2.DownloadDocumentResponse]
     """Streams back the PDF an extraction was made from (for reports and audits)."""
@@ -95,7 +98,10 @@ class ExtractionServiceAsyncStub(ExtractionServiceStub):
     """Lists the caller's extractions, newest first."""
     CancelExtraction: _aio.UnaryUnaryMultiCallable[_extraction_pb2.CancelExtractionRequest, _extraction_pb2.Extraction]  # type: ignore[assignment]
     """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
-    finished extraction is returned unchanged.
+    finished extraction is returned unchanged. The request is recorded durably (cancel_time) and
+    delivered to the pipeline even if it is briefly unreachable; the state becomes CANCELLED once the
+    pipeline has stopped. The call waits a few seconds for that and returns the extraction as it is
+    then: CANCELLED, or still RUNNING with cancel_time set.
     """
     DownloadDocument: _aio.UnaryStreamMultiCallable[_extraction_pb2.DownloadDocumentRequest, _extraction_pb2.DownloadDocumentResponse]  # type: ignore[assignment]
     """Streams back the PDF an extraction was made from (for reports and audits)."""
@@ -164,7 +170,10 @@ class ExtractionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_extraction_pb2.Extraction, _abc.Awaitable[_extraction_pb2.Extraction]]:
         """Cancels a pending or running extraction (its workflow and in-flight work); idempotent. A
-        finished extraction is returned unchanged.
+        finished extraction is returned unchanged. The request is recorded durably (cancel_time) and
+        delivered to the pipeline even if it is briefly unreachable; the state becomes CANCELLED once the
+        pipeline has stopped. The call waits a few seconds for that and returns the extraction as it is
+        then: CANCELLED, or still RUNNING with cancel_time set.
         """
 
     @_abc_1.abstractmethod

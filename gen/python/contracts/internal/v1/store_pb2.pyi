@@ -317,6 +317,53 @@ class UpdateExtractionResponse(_message.Message):
 Global___UpdateExtractionResponse: _TypeAlias = UpdateExtractionResponse  # noqa: Y015
 
 @_typing.final
+class CancelExtractionRequest(_message.Message):
+    """Request for CancelExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    tenant: _builtins.str
+    """When set, another tenant's extraction is NOT_FOUND."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelExtractionRequest: _TypeAlias = CancelExtractionRequest  # noqa: Y015
+
+@_typing.final
+class CancelExtractionResponse(_message.Message):
+    """Response for CancelExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXTRACTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def extraction(self) -> _extraction_pb2.Extraction: ...
+    def __init__(
+        self,
+        *,
+        extraction: _extraction_pb2.Extraction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["extraction", b"extraction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extraction", b"extraction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelExtractionResponse: _TypeAlias = CancelExtractionResponse  # noqa: Y015
+
+@_typing.final
 class CompleteExtractionRequest(_message.Message):
     """Request for CompleteExtraction."""
 

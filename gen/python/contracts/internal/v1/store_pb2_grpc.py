@@ -61,6 +61,11 @@ class StoreServiceStub:
                 request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.UpdateExtractionRequest.SerializeToString,
                 response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.UpdateExtractionResponse.FromString,
                 _registered_method=True)
+        self.CancelExtraction = channel.unary_unary(
+                '/contracts.internal.v1.StoreService/CancelExtraction',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.CancelExtractionRequest.SerializeToString,
+                response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.CancelExtractionResponse.FromString,
+                _registered_method=True)
         self.CompleteExtraction = channel.unary_unary(
                 '/contracts.internal.v1.StoreService/CompleteExtraction',
                 request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.CompleteExtractionRequest.SerializeToString,
@@ -85,7 +90,8 @@ class StoreServiceServicer:
 
     def CreateExtraction(self, request, context):
         """Stores the PDF and a PENDING extraction row, or returns the existing extraction for a known
-        request_id (created = false).
+        request_id (created = false). The row is the outbox entry: the store's relay starts its workflow.
+        ALREADY_EXISTS (REQUEST_ID_REUSED) when the request_id was used for a different request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +122,14 @@ class StoreServiceServicer:
     def UpdateExtraction(self, request, context):
         """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
         retry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelExtraction(self, request, context):
+        """Records a durable cancel request (delivered to the workflow by the store's outbox relay); an
+        extraction whose workflow was never started is CANCELLED at once. Terminal ones are unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,6 +185,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.UpdateExtraction,
                     request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.UpdateExtractionRequest.FromString,
                     response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.UpdateExtractionResponse.SerializeToString,
+            ),
+            'CancelExtraction': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelExtraction,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.CancelExtractionRequest.FromString,
+                    response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.CancelExtractionResponse.SerializeToString,
             ),
             'CompleteExtraction': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteExtraction,
@@ -325,6 +344,33 @@ class StoreService:
             '/contracts.internal.v1.StoreService/UpdateExtraction',
             contracts_dot_internal_dot_v1_dot_store__pb2.UpdateExtractionRequest.SerializeToString,
             contracts_dot_internal_dot_v1_dot_store__pb2.UpdateExtractionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelExtraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/CancelExtraction',
+            contracts_dot_internal_dot_v1_dot_store__pb2.CancelExtractionRequest.SerializeToString,
+            contracts_dot_internal_dot_v1_dot_store__pb2.CancelExtractionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,7 +37,8 @@ class StoreServiceStub:
     def __new__(cls, channel: _aio.Channel) -> StoreServiceAsyncStub: ...
     CreateExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.CreateExtractionRequest, _store_pb2.CreateExtractionResponse]
     """Stores the PDF and a PENDING extraction row, or returns the existing extraction for a known
-    request_id (created = false).
+    request_id (created = false). The row is the outbox entry: the store's relay starts its workflow.
+    ALREADY_EXISTS (REQUEST_ID_REUSED) when the request_id was used for a different request.
     """
     GetExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.GetExtractionRequest, _store_pb2.GetExtractionResponse]
     """Returns one extraction with its clauses. NOT_FOUND for an unknown id (or another tenant's)."""
@@ -50,6 +51,10 @@ class StoreServiceStub:
     UpdateExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.UpdateExtractionRequest, _store_pb2.UpdateExtractionResponse]
     """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
     retry).
+    """
+    CancelExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.CancelExtractionRequest, _store_pb2.CancelExtractionResponse]
+    """Records a durable cancel request (delivered to the workflow by the store's outbox relay); an
+    extraction whose workflow was never started is CANCELLED at once. Terminal ones are unchanged.
     """
     CompleteExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.CompleteExtractionRequest, _store_pb2.CompleteExtractionResponse]
     """Loads the ExtractedClauses at clauses_key, stores them as rows and a result JSON object and
@@ -71,7 +76,8 @@ class StoreServiceAsyncStub(StoreServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.CreateExtractionRequest, _store_pb2.CreateExtractionResponse]  # type: ignore[assignment]
     """Stores the PDF and a PENDING extraction row, or returns the existing extraction for a known
-    request_id (created = false).
+    request_id (created = false). The row is the outbox entry: the store's relay starts its workflow.
+    ALREADY_EXISTS (REQUEST_ID_REUSED) when the request_id was used for a different request.
     """
     GetExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.GetExtractionRequest, _store_pb2.GetExtractionResponse]  # type: ignore[assignment]
     """Returns one extraction with its clauses. NOT_FOUND for an unknown id (or another tenant's)."""
@@ -84,6 +90,10 @@ class StoreServiceAsyncStub(StoreServiceStub):
     UpdateExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.UpdateExtractionRequest, _store_pb2.UpdateExtractionResponse]  # type: ignore[assignment]
     """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
     retry).
+    """
+    CancelExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.CancelExtractionRequest, _store_pb2.CancelExtractionResponse]  # type: ignore[assignment]
+    """Records a durable cancel request (delivered to the workflow by the store's outbox relay); an
+    extraction whose workflow was never started is CANCELLED at once. Terminal ones are unchanged.
     """
     CompleteExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.CompleteExtractionRequest, _store_pb2.CompleteExtractionResponse]  # type: ignore[assignment]
     """Loads the ExtractedClauses at clauses_key, stores them as rows and a result JSON object and
@@ -108,7 +118,8 @@ class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.CreateExtractionResponse, _abc.Awaitable[_store_pb2.CreateExtractionResponse]]:
         """Stores the PDF and a PENDING extraction row, or returns the existing extraction for a known
-        request_id (created = false).
+        request_id (created = false). The row is the outbox entry: the store's relay starts its workflow.
+        ALREADY_EXISTS (REQUEST_ID_REUSED) when the request_id was used for a different request.
         """
 
     @_abc_1.abstractmethod
@@ -145,6 +156,16 @@ class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_store_pb2.UpdateExtractionResponse, _abc.Awaitable[_store_pb2.UpdateExtractionResponse]]:
         """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
         retry).
+        """
+
+    @_abc_1.abstractmethod
+    def CancelExtraction(
+        self,
+        request: _store_pb2.CancelExtractionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.CancelExtractionResponse, _abc.Awaitable[_store_pb2.CancelExtractionResponse]]:
+        """Records a durable cancel request (delivered to the workflow by the store's outbox relay); an
+        extraction whose workflow was never started is CANCELLED at once. Terminal ones are unchanged.
         """
 
     @_abc_1.abstractmethod
