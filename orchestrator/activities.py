@@ -34,6 +34,7 @@ from orchestrator.payloads import (
     ExtractOutput,
     ParseInput,
     ParseOutput,
+    StatusOutput,
     StatusUpdate,
 )
 from services.common.errors import error_reason
@@ -59,9 +60,11 @@ BUG_CODES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.S
 MAX_ATTEMPTS_ON_BUGS = 3
 
 
-def to_application_error(error: grpc.aio.AioRpcError, attempt: int) -> ApplicationError:
+def to_application_error(error: grpc.aio.AioRpcError, attempt: int, *, persist: bool = False) -> ApplicationError:
+    """`persist`: retry server bugs too (the write that ends a workflow must land, whatever it takes)."""
     code = error.code()
-    give_up = code in NON_RETRYABLE_CODES or (code in BUG_CODES and attempt >= MAX_ATTEMPTS_ON_BUGS)
+    bug_limit = code in BUG_CODES and attempt >= MAX_ATTEMPTS_ON_BUGS and not persist
+    give_up = code in NON_RETRYABLE_CODES or bug_limit
     return ApplicationError(error.details() or code.name, type=error_reason(error), non_retryable=give_up)
 
 
@@ -71,14 +74,14 @@ async def _heartbeat_until_cancelled(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def call(rpc: Awaitable[T]) -> T:
+async def call(rpc: Awaitable[T], *, persist: bool = False) -> T:
     """Await one gRPC call, heartbeating meanwhile; map its failure to a Temporal error."""
     heartbeat_timeout = activity.info().heartbeat_timeout or timedelta(seconds=30)
     heartbeats = asyncio.create_task(_heartbeat_until_cancelled(heartbeat_timeout.total_seconds() / 3))
     try:
         return await rpc
     except grpc.aio.AioRpcError as error:
-        raise to_application_error(error, activity.info().attempt) from None
+        raise to_application_error(error, activity.info().attempt, persist=persist) from None
     finally:
         heartbeats.cancel()
 
@@ -101,7 +104,7 @@ class ExtractionActivities:
         self._llm = llm
 
     @activity.defn
-    async def update_status(self, update: StatusUpdate) -> None:
+    async def update_status(self, update: StatusUpdate) -> StatusOutput:
         request = store_pb2.UpdateExtractionRequest(
             id=update.extraction_id,
             state=update.state,  # type: ignore[arg-type]
@@ -113,7 +116,9 @@ class ExtractionActivities:
             request.progress.CopyFrom(pb.Progress(pages_parsed=update.pages_parsed, pages_total=update.pages_total))
         if update.error_code:
             request.error.CopyFrom(pb.ExtractionError(code=update.error_code, message=update.error_message))
-        await call(self._store.UpdateExtraction(request, timeout=deadline()))
+        answer = await call(self._store.UpdateExtraction(request, timeout=deadline()), persist=update.final)
+        extraction = answer.extraction
+        return StatusOutput(extraction.state, extraction.error.code, extraction.error.message)
 
     @activity.defn
     async def parse_document(self, task: ParseInput) -> ParseOutput:

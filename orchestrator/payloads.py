@@ -48,6 +48,17 @@ class StatusUpdate:
     error_message: str = ""
     pages_parsed: int = 0
     pages_total: int = 0
+    # The write that ends the workflow: retried without limit, since the row must record how it ended.
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class StatusOutput:
+    """The extraction's state after an update: a terminal state another writer recorded wins."""
+
+    state: int  # contracts.v1.State
+    error_code: str = ""
+    error_message: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 Transient faults (a service restarting, a deadline) are retried with backoff until the activity's
 schedule-to-close budget runs out; errors caused by the document are not retried: the extraction is
 marked FAILED with the service's reason and the workflow fails with it.
+
+The row and the workflow always agree on how it ended: the workflow never ends before the row records
+a terminal state (that last write is retried without limit), and it ends the way the row says — so a
+cancel that lost the race to completion ends COMPLETED, and a row cancelled before its workflow was
+recorded as started ends the workflow CANCELED at its first step.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from contracts.v1 import extraction_pb2 as pb
@@ -20,10 +26,12 @@ with workflow.unsafe.imports_passed_through():
     from orchestrator.payloads import (
         WORKFLOW_NAME,
         CompleteInput,
+        CompleteOutput,
         ExtractInput,
         ExtractionInput,
         ExtractionOutcome,
         ParseInput,
+        StatusOutput,
         StatusUpdate,
         clauses_key,
         parsed_key,
@@ -35,7 +43,15 @@ TRANSIENT_RETRIES = RetryPolicy(
     maximum_interval=timedelta(seconds=5),
     maximum_attempts=0,  # bounded by schedule_to_close_timeout instead
 )
+# The write that records how the workflow ended: no budget, it must land (e.g. after a long database outage).
+FOREVER = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
+)
 HEARTBEAT = timedelta(seconds=10)
+TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
+# Work activities are awaited until they have really stopped, so nothing they write lands after the
+# workflow deleted a cancelled extraction's objects.
+WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -44,72 +60,104 @@ class ExtractionWorkflow:
     async def run(self, task: ExtractionInput) -> ExtractionOutcome:
         extraction_id = task.extraction_id
         try:
-            await self._status(StatusUpdate(extraction_id, pb.STATE_RUNNING, pb.STAGE_PARSING))
-            parsed = await workflow.execute_activity_method(
-                ExtractionActivities.parse_document,
-                ParseInput(source_key=task.document_key, target_key=parsed_key(extraction_id)),
-                start_to_close_timeout=timedelta(minutes=10),
-                schedule_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=TRANSIENT_RETRIES,
-            )
-            await self._status(
-                StatusUpdate(
-                    extraction_id,
-                    pb.STATE_RUNNING,
-                    pb.STAGE_EXTRACTING,
-                    page_count=parsed.page_count,
-                    char_count=parsed.char_count,
-                    pages_parsed=parsed.page_count,
-                    pages_total=parsed.page_count,
-                )
-            )
-            await workflow.execute_activity_method(
-                ExtractionActivities.extract_clauses,
-                ExtractInput(
-                    source_key=parsed_key(extraction_id),
-                    target_key=clauses_key(extraction_id),
-                    extraction_id=extraction_id,
-                    pages_total=parsed.page_count,
-                ),
-                start_to_close_timeout=timedelta(minutes=30),
-                schedule_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=TRANSIENT_RETRIES,
-            )
-            await self._status(StatusUpdate(extraction_id, pb.STATE_RUNNING, pb.STAGE_STORING))
-            done = await workflow.execute_activity_method(
-                ExtractionActivities.complete_extraction,
-                CompleteInput(extraction_id=extraction_id, clauses_key=clauses_key(extraction_id)),
-                start_to_close_timeout=timedelta(minutes=2),
-                schedule_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=TRANSIENT_RETRIES,
-            )
+            started = await self._status(StatusUpdate(extraction_id, pb.STATE_RUNNING, pb.STAGE_PARSING))
+            if started.state in TERMINAL:  # cancelled before this workflow's start was recorded
+                return await self._ended(task, started)
+            done = await self._pipeline(task)
         except (asyncio.CancelledError, ActivityError) as error:
-            if not is_cancelled_exception(error):
-                if isinstance(error, asyncio.CancelledError):
-                    raise
+            if is_cancelled_exception(error):
+                # CancelExtraction: in-flight activities are cancelled through their heartbeats; record it.
+                workflow.logger.info("extraction cancelled", extra={"extraction_id": extraction_id})
+                update = StatusUpdate(extraction_id, pb.STATE_CANCELLED, pb.STAGE_DONE, final=True)
+            elif isinstance(error, ActivityError):
                 code, message = _failure_reason(error)
                 workflow.logger.info("extraction failed", extra={"extraction_id": extraction_id, "code": code})
-                await self._status(
-                    StatusUpdate(extraction_id, pb.STATE_FAILED, pb.STAGE_DONE, error_code=code, error_message=message)
+                update = StatusUpdate(
+                    extraction_id, pb.STATE_FAILED, pb.STAGE_DONE, error_code=code, error_message=message, final=True
                 )
-                raise ApplicationError(message, type=code, non_retryable=True) from error
-            # CancelExtraction: in-flight activities are cancelled through their heartbeats; record it.
-            workflow.logger.info("extraction cancelled", extra={"extraction_id": extraction_id})
-            await self._status(StatusUpdate(extraction_id, pb.STATE_CANCELLED, pb.STAGE_DONE))
-            raise asyncio.CancelledError() from error
+            else:
+                raise
+            return await self._ended(task, await self._record_end(update))
         return ExtractionOutcome(extraction_id, done.clause_count, done.result_key)
 
-    async def _status(self, update: StatusUpdate) -> None:
-        await workflow.execute_activity_method(
-            ExtractionActivities.update_status,
-            update,
-            start_to_close_timeout=timedelta(seconds=30),
+    async def _pipeline(self, task: ExtractionInput) -> CompleteOutput:
+        extraction_id = task.extraction_id
+        parsed = await workflow.execute_activity_method(
+            ExtractionActivities.parse_document,
+            ParseInput(source_key=task.document_key, target_key=parsed_key(extraction_id)),
+            start_to_close_timeout=timedelta(minutes=10),
             schedule_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=HEARTBEAT,
             retry_policy=TRANSIENT_RETRIES,
+            cancellation_type=WAIT,
+        )
+        await self._status(
+            StatusUpdate(
+                extraction_id,
+                pb.STATE_RUNNING,
+                pb.STAGE_EXTRACTING,
+                page_count=parsed.page_count,
+                char_count=parsed.char_count,
+                pages_parsed=parsed.page_count,
+                pages_total=parsed.page_count,
+            )
+        )
+        await workflow.execute_activity_method(
+            ExtractionActivities.extract_clauses,
+            ExtractInput(
+                source_key=parsed_key(extraction_id),
+                target_key=clauses_key(extraction_id),
+                extraction_id=extraction_id,
+                pages_total=parsed.page_count,
+            ),
+            start_to_close_timeout=timedelta(minutes=30),
+            schedule_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=TRANSIENT_RETRIES,
+            cancellation_type=WAIT,
+        )
+        await self._status(StatusUpdate(extraction_id, pb.STATE_RUNNING, pb.STAGE_STORING))
+        return await self._complete(extraction_id)
+
+    async def _complete(self, extraction_id: str) -> CompleteOutput:
+        return await workflow.execute_activity_method(
+            ExtractionActivities.complete_extraction,
+            CompleteInput(extraction_id=extraction_id, clauses_key=clauses_key(extraction_id)),
+            start_to_close_timeout=timedelta(minutes=2),
+            schedule_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=TRANSIENT_RETRIES,
+            cancellation_type=WAIT,
+        )
+
+    async def _ended(self, task: ExtractionInput, ended: StatusOutput) -> ExtractionOutcome:
+        """End the way the row says the extraction ended."""
+        if ended.state == pb.STATE_SUCCEEDED:  # the completion won a race with a cancel or a failure
+            done = await self._complete(task.extraction_id)  # idempotent: reads back the stored result
+            return ExtractionOutcome(task.extraction_id, done.clause_count, done.result_key)
+        if ended.state == pb.STATE_CANCELLED:
+            raise asyncio.CancelledError()
+        raise ApplicationError(ended.error_message or "failed", type=ended.error_code or "INTERNAL", non_retryable=True)
+
+    async def _record_end(self, update: StatusUpdate) -> StatusOutput:
+        """The final write, which a (further) cancel request must not interrupt."""
+        write = asyncio.ensure_future(self._status(update))
+        while True:
+            try:
+                return await asyncio.shield(write)
+            except asyncio.CancelledError:
+                if write.cancelled():
+                    raise
+                continue
+
+    async def _status(self, update: StatusUpdate) -> StatusOutput:
+        return await workflow.execute_activity_method(
+            ExtractionActivities.update_status,
+            update,
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=None if update.final else timedelta(minutes=30),
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=FOREVER if update.final else TRANSIENT_RETRIES,
         )
 
 

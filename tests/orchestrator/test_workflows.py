@@ -8,7 +8,7 @@ import uuid
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -21,6 +21,7 @@ from orchestrator.payloads import (
     ExtractOutput,
     ParseInput,
     ParseOutput,
+    StatusOutput,
     StatusUpdate,
 )
 from orchestrator.workflows import ExtractionWorkflow
@@ -35,8 +36,9 @@ class Fakes:
         self.updates: list[StatusUpdate] = []
 
     @activity.defn(name="update_status")
-    async def update_status(self, update: StatusUpdate) -> None:
+    async def update_status(self, update: StatusUpdate) -> StatusOutput:
         self.updates.append(update)
+        return StatusOutput(update.state, update.error_code, update.error_message)
 
     @activity.defn(name="parse_document")
     async def parse_document(self, task: ParseInput) -> ParseOutput:
@@ -103,3 +105,49 @@ async def test_bad_input_fails_at_once_with_the_reason(env: WorkflowEnvironment)
     assert "encrypted" in last.error_message
     cause = raised.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "ENCRYPTED_PDF"
+
+
+class RowFakes(Fakes):
+    """A store row the fakes keep: a terminal state is never left, and updates answer with the row."""
+
+    def __init__(self, state: int = pb.STATE_PENDING, final_failures: int = 0) -> None:
+        super().__init__([])
+        self.state = state
+        self.final_failures = final_failures
+        self.final_attempts = 0
+
+    @activity.defn(name="update_status")
+    async def update_status(self, update: StatusUpdate) -> StatusOutput:
+        self.updates.append(update)
+        if update.final:
+            self.final_attempts += 1
+            if self.final_attempts <= self.final_failures:  # the database is away, for longer than any budget
+                raise ApplicationError("database unavailable", type="INTERNAL")
+        if self.state not in (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED):
+            self.state = update.state
+        return StatusOutput(self.state)
+
+
+async def test_a_row_cancelled_before_the_start_was_recorded_ends_the_workflow_cancelled(
+    env: WorkflowEnvironment,
+) -> None:
+    fakes = RowFakes(state=pb.STATE_CANCELLED)
+    with pytest.raises(WorkflowFailureError) as raised:
+        await run(env.client, fakes)
+    assert isinstance(raised.value.cause, CancelledError)
+    assert fakes.parse_attempts == 0, "no work for a cancelled extraction"
+
+
+async def test_the_final_write_is_retried_until_it_lands(env: WorkflowEnvironment) -> None:
+    fakes = RowFakes(final_failures=4)
+    fakes.parse_failures = [ApplicationError("the PDF is encrypted", type="ENCRYPTED_PDF", non_retryable=True)]
+    with pytest.raises(WorkflowFailureError):
+        await run(env.client, fakes)
+    assert fakes.final_attempts == 5, "retried past failures a non-final update would give up on"
+    assert fakes.state == pb.STATE_FAILED
+
+
+async def test_a_failure_that_loses_to_completion_ends_as_the_row_says(env: WorkflowEnvironment) -> None:
+    fakes = RowFakes(state=pb.STATE_SUCCEEDED)
+    outcome = await run(env.client, fakes)
+    assert getattr(outcome, "clause_count") == 2  # noqa: B009 -- read back by the idempotent completion
