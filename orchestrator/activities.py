@@ -77,7 +77,9 @@ async def _heartbeat_until_cancelled(interval: float) -> None:
 async def call(rpc: Awaitable[T], *, persist: bool = False) -> T:
     """Await one gRPC call, heartbeating meanwhile; map its failure to a Temporal error."""
     heartbeat_timeout = activity.info().heartbeat_timeout or timedelta(seconds=30)
-    heartbeats = asyncio.create_task(_heartbeat_until_cancelled(heartbeat_timeout.total_seconds() / 3))
+    # Often enough that a cancel (delivered with a heartbeat's answer) is noticed within about a second.
+    interval = min(1.0, heartbeat_timeout.total_seconds() / 3)
+    heartbeats = asyncio.create_task(_heartbeat_until_cancelled(interval))
     try:
         return await rpc
     except grpc.aio.AioRpcError as error:

@@ -11,6 +11,9 @@ from orchestrator.activities import ExtractionActivities
 from orchestrator.telemetry import ActivityTelemetry
 from orchestrator.workflows import ExtractionWorkflow
 
+# How soon a running activity notices that its workflow was cancelled.
+CANCEL_LATENCY = timedelta(seconds=1)
+
 
 def build_worker(
     client: Client,
@@ -34,6 +37,10 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=graceful_shutdown,
+        # A cancel reaches a running activity with the answer to its next heartbeat: send them at most
+        # CANCEL_LATENCY apart (the SDK's default throttle, 80% of the heartbeat timeout, is 8 s).
+        max_heartbeat_throttle_interval=CANCEL_LATENCY,
+        default_heartbeat_throttle_interval=CANCEL_LATENCY,
         # Tracing interceptors, when on, come from the client (services.common.telemetry).
         interceptors=[ActivityTelemetry()],
     )

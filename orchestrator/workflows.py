@@ -91,6 +91,7 @@ class ExtractionWorkflow:
             retry_policy=TRANSIENT_RETRIES,
             cancellation_type=WAIT,
         )
+        _stop_if_cancelled()
         await self._status(
             StatusUpdate(
                 extraction_id,
@@ -116,7 +117,9 @@ class ExtractionWorkflow:
             retry_policy=TRANSIENT_RETRIES,
             cancellation_type=WAIT,
         )
+        _stop_if_cancelled()
         await self._status(StatusUpdate(extraction_id, pb.STATE_RUNNING, pb.STAGE_STORING))
+        _stop_if_cancelled()
         return await self._complete(extraction_id)
 
     async def _complete(self, extraction_id: str) -> CompleteOutput:
@@ -159,6 +162,13 @@ class ExtractionWorkflow:
             heartbeat_timeout=HEARTBEAT,
             retry_policy=FOREVER if update.final else TRANSIENT_RETRIES,
         )
+
+
+def _stop_if_cancelled() -> None:
+    """An activity that finishes after its cancel was requested returns its result (the SDK swallows the
+    cancel while it waits for the activity to stop): honour the request at the next step instead."""
+    if workflow.cancellation_reason() is not None:
+        raise asyncio.CancelledError()
 
 
 def _failure_reason(error: ActivityError) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -151,3 +152,43 @@ async def test_a_failure_that_loses_to_completion_ends_as_the_row_says(env: Work
     fakes = RowFakes(state=pb.STATE_SUCCEEDED)
     outcome = await run(env.client, fakes)
     assert getattr(outcome, "clause_count") == 2  # noqa: B009 -- read back by the idempotent completion
+
+
+class SlowParseFakes(RowFakes):
+    """A parse that finishes successfully even though its workflow is cancelled meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parsing = asyncio.Event()
+
+    @activity.defn(name="parse_document")
+    async def parse_document(self, task: ParseInput) -> ParseOutput:
+        self.parse_attempts += 1
+        self.parsing.set()
+        await asyncio.sleep(1.5)  # no heartbeat: it never hears of the cancel and completes
+        return ParseOutput(page_count=3, char_count=100)
+
+
+async def test_a_cancel_during_an_activity_that_completes_anyway_is_honoured(env: WorkflowEnvironment) -> None:
+    fakes = SlowParseFakes()
+    queue = f"test-{uuid.uuid4()}"
+    extraction_id = str(uuid.uuid4())
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[ExtractionWorkflow],
+        activities=[fakes.update_status, fakes.parse_document, fakes.extract_clauses, fakes.complete_extraction],
+    ):
+        handle = await env.client.start_workflow(
+            ExtractionWorkflow.run,
+            ExtractionInput(extraction_id=extraction_id, document_key="documents/ab/abc.pdf"),
+            id=f"extraction-{extraction_id}",
+            task_queue=queue,
+        )
+        await asyncio.wait_for(fakes.parsing.wait(), 30)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as raised:
+            await handle.result()
+    assert isinstance(raised.value.cause, CancelledError)
+    assert fakes.state == pb.STATE_CANCELLED
+    assert not [u for u in fakes.updates if u.stage == pb.STAGE_EXTRACTING], "no work after the cancel"
