@@ -46,8 +46,7 @@ class PageTokens:
 
     def decode(self, token: str, tenant: str, query: str) -> tuple[datetime, uuid.UUID]:
         invalid = InvalidArgument(
-            "invalid page_token: use the next_page_token of the previous page, with the same filter",
-            reason="INVALID_PAGE_TOKEN",
+            "invalid page_token: use the next_page_token of the previous page, with the same filter"
         )
         if len(token) > _MAX_TOKEN_CHARS:
             raise invalid

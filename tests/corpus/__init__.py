@@ -16,6 +16,7 @@ all against the real stack; docs/bad-inputs.md lists them for users.
 
 from __future__ import annotations
 
+import base64
 import io
 import uuid
 import zipfile
@@ -500,6 +501,10 @@ def _uuid() -> str:
     return str(uuid.uuid4())
 
 
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 _BAD_ID = Rejected(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "expected a UUID")
 _UNKNOWN_ID = Rejected(grpc.StatusCode.NOT_FOUND, "NOT_FOUND", "not found")
 
@@ -529,6 +534,25 @@ CALLS: list[Call] = [
         "list-garbage-page-token",
         "ListExtractions",
         lambda: pb.ListExtractionsRequest(page_token="garbage!"),
+        Rejected(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "page_token"),
+    ),
+    # The format tokens had before they were signed: an out-of-range timestamp once reached PostgreSQL.
+    Call(
+        "list-forged-page-token",
+        "ListExtractions",
+        lambda: pb.ListExtractionsRequest(page_token=_b64(f"9999-12-31T23:59:59.999999+00:00|{_uuid()}")),
+        Rejected(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "page_token"),
+    ),
+    Call(
+        "list-forged-json-page-token",
+        "ListExtractions",
+        lambda: pb.ListExtractionsRequest(page_token=_b64(f'["0001-01-01T00:00:00+00:00","{_uuid()}"]' + "x" * 16)),
+        Rejected(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "page_token"),
+    ),
+    Call(
+        "list-huge-page-token",
+        "ListExtractions",
+        lambda: pb.ListExtractionsRequest(page_token="A" * 100_000),
         Rejected(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "page_token"),
     ),
 ]

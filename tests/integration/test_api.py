@@ -21,6 +21,7 @@ from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
 from orchestrator.payloads import workflow_id
+from services.common.errors import error_reason
 from services.gateway.auth import hash_key
 from services.store.objects import ObjectStore
 from tests import pdfs
@@ -176,9 +177,9 @@ async def test_list_pages_newest_first_and_filters(channels: dict[str, grpc.aio.
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_cancel_mid_run(channels: dict[str, grpc.aio.Channel], temporal: Client) -> None:
+async def test_cancel_mid_run(channels: dict[str, grpc.aio.Channel], temporal: Client, objects: ObjectStore) -> None:
     api = stub(channels)
-    content = pdfs.text_pdf([pdfs.CONTRACT_PAGES[i % 3] + f" {uuid.uuid4()}" for i in range(300)])
+    content = pdfs.text_pdf([pdfs.CONTRACT_PAGES[i % 3] + f" {uuid.uuid4()}" for i in range(1500)])
     created = await create(api, "tenant-a", content)
     async for update in api.WatchExtraction(pb.WatchExtractionRequest(id=created.id), metadata=auth("tenant-a")):
         if update.state == pb.STATE_RUNNING:
@@ -197,6 +198,8 @@ async def test_cancel_mid_run(channels: dict[str, grpc.aio.Channel], temporal: C
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     final = await api.GetExtraction(pb.GetExtractionRequest(id=created.id), metadata=auth("tenant-a"), timeout=10)
     assert final.state == pb.STATE_CANCELLED and not final.clauses
+    assert final.HasField("cancel_time")
+    assert not [key for key in await objects.keys() if created.id in key], "nothing names a cancelled extraction"
 
 
 async def test_same_bytes_reuse_the_finished_result_unless_reprocess(channels: dict[str, grpc.aio.Channel]) -> None:
@@ -350,3 +353,71 @@ def test_logs_hold_no_keys_contents_or_clause_text(stack: Stack) -> None:
         assert secret not in logs
     for text in ("shall be governed by and construed", "Acme Widgets", "Globex Logistics"):
         assert text not in logs
+
+
+async def test_identical_bytes_of_another_tenant_reveal_nothing(
+    channels: dict[str, grpc.aio.Channel], db: asyncpg.Pool, objects: ObjectStore
+) -> None:
+    """Content addressing is per tenant: tenant-b's copy of tenant-a's finished PDF is new work with
+    its own object (the S3 write is not skipped) and no counts from tenant-a's extraction."""
+    api = stub(channels)
+    content = unique_contract("shared")
+    first = await create(api, "tenant-a", content)
+    done = (await finish(api, "tenant-a", first.id))[-1]
+    assert done.state == pb.STATE_SUCCEEDED and done.document.page_count == 3
+    second = await create(api, "tenant-b", content)
+    assert second.id != first.id
+    assert second.state == pb.STATE_PENDING
+    assert (second.document.page_count, second.document.char_count) == (0, 0)
+    keys = await db.fetch(
+        "SELECT tenant, object_key FROM documents WHERE sha256 = $1 ORDER BY tenant", second.document.sha256
+    )
+    assert [k["tenant"] for k in keys] == ["tenant-a", "tenant-b"]
+    assert keys[0]["object_key"] != keys[1]["object_key"]
+    assert await objects.exists(keys[1]["object_key"]), "tenant-b's bytes were written for tenant-b"
+    assert (await finish(api, "tenant-b", second.id))[-1].state == pb.STATE_SUCCEEDED
+
+
+async def test_a_request_id_names_one_request(channels: dict[str, grpc.aio.Channel]) -> None:
+    api = stub(channels)
+    request_id = f"order-{uuid.uuid4()}"
+    content = unique_contract()
+    first = await create(api, "tenant-a", content, request_id=request_id)
+    again = await create(api, "tenant-a", content, request_id=request_id)
+    assert again.id == first.id, "a retry gets the first answer"
+    for different in (
+        {"content": unique_contract()},
+        {"content": content, "filename": "other.pdf"},
+        {"content": content, "options": pb.ExtractionOptions(reprocess=True)},
+    ):
+        request = pb.CreateExtractionRequest(**{"filename": "c.pdf", "request_id": request_id, **different})  # type: ignore[arg-type]
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await api.CreateExtraction(request, metadata=auth("tenant-a"), timeout=30)
+        assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert error_reason(raised.value) == "REQUEST_ID_REUSED"
+        assert "different request" in (raised.value.details() or "")
+    other_tenant = await create(api, "tenant-b", unique_contract(), request_id=request_id)
+    assert other_tenant.id != first.id, "request ids are per tenant"
+
+
+async def test_page_tokens_are_bound_to_tenant_and_filter(channels: dict[str, grpc.aio.Channel]) -> None:
+    api = stub(channels)
+    for _ in range(2):
+        await create(api, "tenant-b", unique_contract())
+    page = await api.ListExtractions(pb.ListExtractionsRequest(page_size=1), metadata=auth("tenant-b"), timeout=10)
+    token = page.next_page_token
+    assert token
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    for tenant, request in (
+        ("tenant-a", pb.ListExtractionsRequest(page_size=1, page_token=token)),  # another tenant's token
+        ("tenant-b", pb.ListExtractionsRequest(page_size=1, page_token=token, state=pb.STATE_FAILED)),  # filter
+        ("tenant-b", pb.ListExtractionsRequest(page_size=1, page_token=tampered)),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await api.ListExtractions(request, metadata=auth(tenant), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+        assert "page_token" in (raised.value.details() or "")
+    again = await api.ListExtractions(
+        pb.ListExtractionsRequest(page_size=1, page_token=token), metadata=auth("tenant-b"), timeout=10
+    )
+    assert again.extractions and again.extractions[0].id != page.extractions[0].id
