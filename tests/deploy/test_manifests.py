@@ -75,6 +75,7 @@ SECRET_ENV = {
     "DATABASE_URL": {"store"},
     "AWS_ACCESS_KEY_ID": {"store"},
     "AWS_SECRET_ACCESS_KEY": {"store"},
+    "STORE_PAGE_TOKEN_KEY": {"store"},
     "OPENAI_API_KEY": {"llm"},
 }
 SECRETISH = re.compile(r"PASSWORD|PASSWD|_PWD$|SECRET|TOKEN|API_KEY|ACCESS_KEY|DATABASE_URL|CREDENTIAL")
@@ -928,6 +929,7 @@ def test_docker_compose_config(compose_env: dict[str, str], tmp_path: Path) -> N
         "POSTGRES_PASSWORD": "pw",
         "S3_ACCESS_KEY_ID": "key",
         "S3_SECRET_ACCESS_KEY": "secret",
+        "STORE_PAGE_TOKEN_KEY": "a-page-token-key-of-32-bytes....",
         "GATEWAY_API_KEYS": "",
     }
     done = run(*command, env={**compose_env, **secrets})
