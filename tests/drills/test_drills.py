@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import asyncpg
 import grpc
@@ -41,6 +41,7 @@ from tests.conftest import TERMINAL
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
 
 Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
+T = TypeVar("T")
 
 BATCH = int(os.environ.get("DRILL_BATCH", "50"))
 OUTAGE_SECONDS = float(os.environ.get("DRILL_OUTAGE_SECONDS", "20"))
@@ -122,7 +123,7 @@ def unique_contract(tag: str) -> bytes:
     return pdfs.text_pdf(pages)
 
 
-async def retrying(call: Callable[[], Awaitable[pb.Extraction]], deadline: float) -> pb.Extraction:
+async def retrying(call: Callable[[], Awaitable[T]], deadline: float) -> T:
     """One gateway call, retried through the outage (the gateway answers UNAVAILABLE meanwhile)."""
     while True:
         try:
@@ -341,17 +342,7 @@ def restart_store(stack: Stack) -> None:
 async def wait_gateway_reaches_store(gateway: Gateway, timeout: float = 60) -> None:
     """After a store restart the gateway's channel may still be backing off; wait until a call gets through."""
     request = pb.ListExtractionsRequest(page_size=1)
-    await retrying_any(functools.partial(gateway.ListExtractions, request, timeout=10), time.monotonic() + timeout)
-
-
-async def retrying_any(call: Callable[[], Awaitable[object]], deadline: float) -> object:
-    while True:
-        try:
-            return await call()
-        except grpc.aio.AioRpcError as error:
-            if error.code() not in TRANSIENT or time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+    await retrying(functools.partial(gateway.ListExtractions, request, timeout=10), time.monotonic() + timeout)
 
 
 @pytest.fixture
