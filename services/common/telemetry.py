@@ -12,9 +12,10 @@ Temporal headers from the gateway's start of a workflow to the workflow and its 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used, so that an untraced process loads none of it
@@ -111,3 +112,30 @@ def current_trace_ids() -> tuple[str, str] | None:
     if not context.is_valid:
         return None
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def current_trace_carrier() -> str:
+    """The active trace context as a W3C `traceparent` string ("" when tracing is off or no span is
+    active), to store beside work that another process continues later (the outbox)."""
+    if _provider is None:
+        return ""
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+@contextlib.contextmanager
+def continued_trace(traceparent: str) -> Iterator[None]:
+    """Make a stored `traceparent` the current context, so spans started inside join that trace."""
+    if _provider is None or not traceparent:
+        yield
+        return
+    from opentelemetry import context, propagate
+
+    token = context.attach(propagate.extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -33,7 +33,11 @@ async def main(settings: StoreSettings) -> None:
     async with ObjectStore.from_settings(settings) as objects:
         await objects.ensure_bucket()
         pool = await asyncpg.create_pool(
-            settings.database_url, min_size=1, max_size=settings.database_pool_size, command_timeout=60
+            settings.database_url,
+            min_size=1,
+            max_size=settings.database_pool_size,
+            command_timeout=60,
+            reset=keep_session,
         )
         assert pool is not None
         await migrate(pool)
@@ -84,6 +88,12 @@ async def main(settings: StoreSettings) -> None:
             register=register,
             on_stop=stop,
         )
+
+
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """No reset when a connection returns to the pool (asyncpg's default costs a round trip per query):
+    pooled connections never change session state — no SET, LISTEN, cursors or held advisory locks (the
+    ChangeFeed listens on a connection of its own; migrations unlock their lock before releasing)."""
 
 
 def page_tokens(settings: StoreSettings) -> PageTokens:

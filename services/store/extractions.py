@@ -35,6 +35,7 @@ from prometheus_client import Counter
 from contracts.internal.v1 import llm_pb2
 from contracts.v1 import extraction_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, register_transient
+from services.common.telemetry import current_trace_carrier
 from services.store.changes import OUTBOX_CHANNEL, ChangeFeed
 from services.store.objects import ObjectStore
 from services.store.pagetokens import PageTokens
@@ -193,31 +194,33 @@ class ExtractionStore:
         else:
             raise InvalidArgument("content is empty")
         fingerprint = request_fingerprint(sha256, filename, reprocess)
+        key = document_key(tenant, sha256)
+        # The object write overlaps the lookup: its key is content-addressed per tenant, so writing it for
+        # a request that turns out to be a repeat only rewrites the same bytes.
+        write = asyncio.create_task(self._write_document(upload, key))
         try:
             async with self._pool.acquire() as connection:
                 found: Any = await connection.fetchrow(
                     "SELECT (SELECT id FROM extractions WHERE tenant = $1 AND request_id = $2) AS by_request,"
                     " (SELECT id FROM extractions WHERE tenant = $1 AND document_sha256 = $3 AND state = $4"
-                    "  ORDER BY create_time DESC LIMIT 1) AS finished,"
-                    " EXISTS (SELECT 1 FROM documents WHERE tenant = $1 AND sha256 = $3) AS known",
+                    "  ORDER BY create_time DESC LIMIT 1) AS finished",
                     tenant,
                     request_id or None,
                     sha256,
                     pb.STATE_SUCCEEDED,
                 )
+            await write  # before any row points at the object
             if found["by_request"] is not None:
                 return await self._repeat(found["by_request"], request_id, fingerprint)
             if not reprocess and found["finished"] is not None:
-                extraction, key = await self.get(str(found["finished"]))
-                return Created(extraction, False, key)
-            key = document_key(tenant, sha256)
-            if not found["known"]:
-                if upload.upload_key:
-                    await self._objects.copy(upload.upload_key, key)
-                else:
-                    await self._objects.put(key, upload.content, content_type="application/pdf")
+                extraction, existing_key = await self.get(str(found["finished"]))
+                return Created(extraction, False, existing_key)
             row = await self._insert(tenant, request_id, sha256, size, key, filename, fingerprint)
         finally:
+            if not write.done():
+                write.cancel()
+            with contextlib.suppress(BaseException):
+                await write
             if upload.upload_key:
                 await self._objects.delete(upload.upload_key)
         if row is None:  # a concurrent call with the same request_id won the race
@@ -229,6 +232,12 @@ class ExtractionStore:
         EXTRACTIONS.labels("PENDING").inc()
         log.info("extraction created", extra={"extraction_id": str(row["id"]), "size_bytes": size})
         return Created(_to_message(row), True, key)
+
+    async def _write_document(self, upload: Upload, key: str) -> None:
+        if upload.upload_key:
+            await self._objects.copy(upload.upload_key, key)
+        else:
+            await self._objects.put(key, upload.content, content_type="application/pdf")
 
     async def _repeat(self, ident: uuid.UUID, request_id: str, fingerprint: str) -> Created:
         """The extraction an earlier call with this request_id made, if it asked for the same thing."""
@@ -254,8 +263,8 @@ class ExtractionStore:
                 "  ON CONFLICT (tenant, sha256) DO NOTHING),"
                 " inserted AS ("
                 "  INSERT INTO extractions"
-                "  (id, tenant, request_id, document_sha256, filename, state, stage, fingerprint)"
-                "  VALUES ($1, $2, $3, $4, $5, $6, $7, $10)"
+                "  (id, tenant, request_id, document_sha256, filename, state, stage, fingerprint, traceparent)"
+                "  VALUES ($1, $2, $3, $4, $5, $6, $7, $10, NULLIF($11, ''))"
                 "  ON CONFLICT (tenant, request_id) DO NOTHING RETURNING *)"
                 " SELECT inserted.*, $8::bigint AS size_bytes, $9::text AS object_key,"
                 f" pg_notify('{OUTBOX_CHANNEL}', inserted.id::text) FROM inserted",
@@ -269,6 +278,7 @@ class ExtractionStore:
                 size,
                 key,
                 fingerprint,
+                current_trace_carrier(),
             )
         return row
 

@@ -32,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts.v1 import extraction_pb2 as pb
 from orchestrator.payloads import WORKFLOW_NAME, ExtractionInput, workflow_id
 from orchestrator.search import extraction_attributes, use_search_attributes
+from services.common.telemetry import continued_trace
 from services.store.changes import ChangeFeed
 from services.store.extractions import EXTRACTIONS, TERMINAL_STATES
 
@@ -108,7 +109,7 @@ class OutboxRelay:
     async def _start_batch(self) -> int:
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
-                "SELECT e.id, e.tenant, e.filename, d.object_key FROM extractions e"
+                "SELECT e.id, e.tenant, e.filename, e.traceparent, d.object_key FROM extractions e"
                 " JOIN documents d ON d.tenant = e.tenant AND d.sha256 = e.document_sha256"
                 " WHERE e.state = $1 AND e.workflow_start_time IS NULL"
                 " ORDER BY e.create_time LIMIT $2 FOR UPDATE OF e SKIP LOCKED",
@@ -132,8 +133,9 @@ class OutboxRelay:
     async def _start(self, row: Any) -> None:
         extraction_id = str(row["id"])
         attributes = extraction_attributes(extraction_id, row["tenant"]) if self._search_attributes else None
-        # Already started: a start repeated after the commit that recorded it was lost.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
+        # Already started: a start repeated after the commit that recorded it was lost. The start (and so
+        # the workflow) joins the trace of the submit that created the row.
+        with continued_trace(row["traceparent"] or ""), contextlib.suppress(WorkflowAlreadyStartedError):
             await self._temporal.start_workflow(
                 WORKFLOW_NAME,
                 ExtractionInput(extraction_id=extraction_id, document_key=row["object_key"]),

@@ -174,7 +174,7 @@ async def test_one_trace_spans_gateway_workflow_activities_and_services(observed
     in_trace = {(s.service, s.name) for s in spans if s.trace_id == trace_id}
     expected = {
         ("gateway", CREATE),
-        ("gateway", "StartWorkflow:ExtractionWorkflow"),
+        ("store", "StartWorkflow:ExtractionWorkflow"),  # by the outbox relay, in the submit's trace
         ("store", "/contracts.internal.v1.StoreService/CreateExtraction"),
         ("worker", "RunWorkflow:ExtractionWorkflow"),
         ("worker", "RunActivity:parse_document"),

@@ -14,7 +14,7 @@ from contracts.internal.v1 import document_pb2
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from orchestrator.payloads import parsed_key
-from services.store.extractions import result_key
+from services.store.extractions import DEFAULT_TENANT, document_key, result_key
 from services.store.objects import ObjectStore
 from tests import pdfs
 from tests.conftest import ROOT, wait_terminal
@@ -72,7 +72,7 @@ async def check_stored(extraction: pb.Extraction, db: asyncpg.Pool, objects: Obj
     assert result["id"] == extraction.id
     assert result["state"] == "STATE_SUCCEEDED"
     assert len(result.get("clauses", [])) == len(extraction.clauses)
-    assert await objects.exists(f"documents/{extraction.document.sha256[:2]}/{extraction.document.sha256}.pdf")
+    assert await objects.exists(document_key(DEFAULT_TENANT, extraction.document.sha256))
 
 
 async def test_synthetic_contract_clauses_offsets_and_storage(

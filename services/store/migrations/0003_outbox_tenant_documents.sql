@@ -30,7 +30,9 @@ ALTER TABLE extractions
     -- is refused instead of silently answered with the first extraction.
     ADD COLUMN fingerprint text,
     -- When the janitor last deleted the intermediate objects of a FAILED or CANCELLED extraction.
-    ADD COLUMN swept_time timestamptz;
+    ADD COLUMN swept_time timestamptz,
+    -- The submit's W3C trace context, so the relay's workflow start continues the submit's trace.
+    ADD COLUMN traceparent text;
 UPDATE extractions SET workflow_start_time = create_time WHERE state <> 1;
 CREATE INDEX extractions_outbox_start_idx ON extractions (create_time)
     WHERE state = 1 AND workflow_start_time IS NULL;
