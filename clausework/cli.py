@@ -92,7 +92,9 @@ def describe(extraction: pb.Extraction) -> str:
     stage = pb.Stage.Name(extraction.stage).removeprefix("STAGE_").lower()
     progress = extraction.progress
     pages = f" {progress.pages_parsed}/{progress.pages_total} pages" if progress.pages_total else ""
-    return f"{pb.State.Name(extraction.state).removeprefix('STATE_').lower()} ({stage}){pages}"
+    terminal = extraction.state in (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
+    pending_cancel = ", cancel requested" if extraction.HasField("cancel_time") and not terminal else ""
+    return f"{pb.State.Name(extraction.state).removeprefix('STATE_').lower()} ({stage}){pages}{pending_cancel}"
 
 
 def render_table(extraction: pb.Extraction) -> str:

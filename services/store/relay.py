@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -75,6 +76,7 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._batch = batch
         self._search_attributes: bool | None = None  # decided on the first reachable pass
+        self._next_measure = 0.0
 
     async def run(self) -> None:
         """Forever: carry out what the outbox holds, then wait for a notification or the poll interval."""
@@ -90,8 +92,10 @@ class OutboxRelay:
                 RELAY_FAILURES.inc()
                 backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF_SECONDS)
                 log.warning("outbox relay backing off", extra={"error": repr(error)[:300], "seconds": backoff})
-            with contextlib.suppress(Exception):
-                await self.measure()
+            if time.monotonic() >= self._next_measure:  # at most once a poll interval, however busy
+                self._next_measure = time.monotonic() + self._poll_seconds
+                with contextlib.suppress(Exception):
+                    await self.measure()
             if backoff:
                 await asyncio.sleep(backoff)
             elif not busy:

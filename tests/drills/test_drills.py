@@ -18,6 +18,7 @@ import functools
 import os
 import random
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -398,12 +399,24 @@ async def test_temporal_down_30s_during_submits(
         states = [(await gateway.GetExtraction(pb.GetExtractionRequest(id=i), timeout=10)).state for i in ids]
         assert set(states) == {pb.STATE_PENDING}, "nothing can run while Temporal is down"
         await asyncio.sleep(max(0.0, LONG_OUTAGE_SECONDS - (time.monotonic() - stopped)))
+        # The alertable gauge: the oldest unstarted row's age, measured by the store's relay.
+        age = await asyncio.to_thread(store_metric, stack, "clausework_outbox_oldest_unstarted_seconds")
+        assert age >= LONG_OUTAGE_SECONDS / 2, age
         await asyncio.to_thread(stack.start, "temporal")
     finally:
         await asyncio.to_thread(stack.up)
     outcomes = await wait_all(gateway, ids, timeout=600)
     await check_nothing_lost_or_doubled(outcomes, before, stack, objects)
     await check_rows_agree_with_temporal(stack, temporal, ids)
+
+
+def store_metric(stack: Stack, name: str) -> float:
+    """One gauge from the store's Prometheus endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.profile.metrics_port('store')}/metrics", timeout=5) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
 
 
 # ---- the store SIGKILLed in the middle of streamed uploads -------------------------------------------
