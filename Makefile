@@ -39,7 +39,7 @@ ps: setup
 $(addprefix logs-,$(SERVICES)):
 	tail -n 200 -F .run/dev/logs/$(@:logs-%=%).log
 
-# The embedded model, from ../shared/cuad (writes services/llm/models/cuad-sparse-lr).
+# The embedded model, from ../shared/cuad (writes clausework/model/cuad-sparse-lr).
 train: setup $(VENV)/.train-installed
 	$(PY) -m training.train
 
@@ -60,7 +60,7 @@ eval-llm: setup $(VENV)/.train-installed
 	$(PY) -m scripts.eval_llm --n $(LLM_N)
 
 demo: up
-	$(PY) -m clausework --address 127.0.0.1:50051 extract $(SAMPLE)
+	$(PY) -m clausework.cli --address 127.0.0.1:50051 extract $(SAMPLE)
 
 protos: setup
 	$(PY) scripts/gen_protos.py

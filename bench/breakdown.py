@@ -42,7 +42,7 @@ async def _timed(step: Callable[[], Awaitable[object]], runs: int) -> list[float
 async def run(stack: Stack, quick: bool) -> Section:
     from temporalio.client import Client
 
-    from orchestrator.payloads import WORKFLOW_NAME, ExtractionInput
+    from clausework.pipeline.payloads import WORKFLOW_NAME, ExtractionInput
 
     runs = 5 if quick else 60
     document = upload_pdf()

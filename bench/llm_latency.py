@@ -12,7 +12,7 @@ COMMAND = "python -m bench --only llm_latency"
 
 
 def run(quick: bool) -> Section:
-    from services.parser.pdftext import parse_pdf
+    from clausework.pdf import parse_pdf
 
     section = Section("llm latency, 30-page contract (embedded backend)", COMMAND)
     found = cuad_with_pages(30) if cuad_available() and not quick else None

@@ -14,7 +14,7 @@ import os
 import time
 
 from bench.common import NO_CUAD, ROOT, Section, contract_pages, cuad_available, cuad_pdfs
-from deploy.local.llama import LlamaServer, cached_paths, missing
+from bench.llama import LlamaServer, cached_paths, missing
 
 COMMAND = "python -m bench --only llm_server"
 CHUNKS = 4
@@ -34,8 +34,8 @@ CATEGORIES = (
 
 
 def _extractor(base_url: str, concurrency: int, strategy: str, chunk_chars: int = CHUNK_CHARS) -> object:
-    from services.llm.openai_backend import OpenAIExtractor
-    from services.llm.prompts import load_categories
+    from clausework.llm.extractor import OpenAIExtractor
+    from clausework.llm.prompts import load_categories
 
     categories = [c for c in load_categories() if c.name in CATEGORIES]
     return OpenAIExtractor(
@@ -54,7 +54,7 @@ def _extractor(base_url: str, concurrency: int, strategy: str, chunk_chars: int 
 
 def _planned_chunks(text: str) -> int:
     """How many chunk requests extract() makes of `text` (planning calls no server)."""
-    from services.llm.openai_backend import OpenAIExtractor
+    from clausework.llm.extractor import OpenAIExtractor
 
     planner = _extractor("http://127.0.0.1:9/v1", 1, "chunks")
     assert isinstance(planner, OpenAIExtractor)
@@ -63,7 +63,7 @@ def _planned_chunks(text: str) -> int:
 
 async def _fan_out(base_url: str, text: str, slots: int) -> tuple[float, list[float], int]:
     """(wall time of the whole text, time of each chunk alone, planned chunks)."""
-    from services.llm.openai_backend import OpenAIExtractor
+    from clausework.llm.extractor import OpenAIExtractor
 
     whole = _extractor(base_url, slots, "chunks")
     alone = _extractor(base_url, 1, "chunks")
@@ -88,7 +88,7 @@ async def _fan_out(base_url: str, text: str, slots: int) -> tuple[float, list[fl
 
 async def _tokens(base_url: str, texts: list[str]) -> dict[str, tuple[int, int, int]]:
     """Per strategy: (prompt tokens, completion tokens, requests), summed over `texts`, by real extractions."""
-    from services.llm.openai_backend import OpenAIExtractor
+    from clausework.llm.extractor import OpenAIExtractor
 
     totals: dict[str, tuple[int, int, int]] = {}
     for strategy in ("chunks", "retrieval"):
@@ -111,8 +111,8 @@ def _planned_prompt_tokens(base_url: str, texts: list[str]) -> dict[str, tuple[f
     """Per strategy, with the production settings (all 41 categories, 6,000-char chunks): mean prompt tokens
     and requests per contract, planned exactly as extract() would send them, counted by the server's
     /tokenize (no generation)."""
-    from services.llm.openai_backend import OpenAIExtractor
-    from services.llm.tokens_report import cost, llama_server_counter
+    from bench.tokens_report import cost, llama_server_counter
+    from clausework.llm.extractor import OpenAIExtractor
 
     extractor = OpenAIExtractor(base_url=base_url, api_key="none", model="smollm2")
     count = llama_server_counter(base_url.removesuffix("/v1"))
@@ -132,7 +132,7 @@ def run(quick: bool) -> Section:
     if missing(paths, ("LLAMA_SERVER_BIN", "SMOLLM2_GGUF")):
         section.skipped = "llama-server or SmolLM2 not set up: run `make llm-server`"
         return section
-    from services.parser.pdftext import parse_pdf
+    from clausework.pdf import parse_pdf
 
     if cuad_available() and not quick:
         pdfs = cuad_pdfs()

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import grpc
 
 from bench.common import ROOT
+from bench.llama import free_port
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from deploy.local.llama import free_port
 
 
 class NoopServicer(extraction_pb2_grpc.ExtractionServiceServicer):

@@ -22,7 +22,7 @@ def raw_pymupdf(data: bytes) -> int:
 
 
 def ours(data: bytes) -> int:
-    from services.parser.pdftext import parse_pdf
+    from clausework.pdf import parse_pdf
 
     return len(parse_pdf(data).pages)
 

@@ -22,7 +22,7 @@ def hwm():
         if line.startswith('VmHWM:'):
             return int(line.split()[1]) * 1024
 import pymupdf
-from services.parser.pdftext import parse_pdf
+from clausework.pdf import parse_pdf
 data = Path(sys.argv[1]).read_bytes()
 before = hwm()
 began = time.perf_counter()

@@ -30,17 +30,17 @@ _extractor: object = None
 
 def _init_worker() -> None:
     global _extractor
-    from services.llm.embedded import EmbeddedExtractor
+    from clausework.model.embedded import EmbeddedExtractor
 
     _extractor = EmbeddedExtractor.load()
 
 
 def _cpu_work(data: bytes) -> tuple[bytes, int]:
     """parse → extract → clauses, as the parser and llm services do; returns ExtractedClauses bytes."""
+    from clausework.clauses import to_clauses
+    from clausework.model.embedded import EmbeddedExtractor
+    from clausework.pdf import parse_pdf
     from contracts.internal.v1 import llm_pb2
-    from services.llm.clauses import to_clauses
-    from services.llm.embedded import EmbeddedExtractor
-    from services.parser.pdftext import parse_pdf
 
     assert isinstance(_extractor, EmbeddedExtractor)
     parsed = parse_pdf(data)
@@ -53,7 +53,7 @@ async def in_process(stack: Stack, documents: list[bytes]) -> float:
     """Seconds for the in-process loop over `documents`."""
     import asyncpg
 
-    from orchestrator.payloads import clauses_key
+    from clausework.pipeline.payloads import clauses_key
     from services.store.extractions import ExtractionStore, Upload
     from services.store.pagetokens import PageTokens
 

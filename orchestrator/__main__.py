@@ -8,14 +8,14 @@ from datetime import timedelta
 
 from temporalio.client import Client
 
+from clausework.runtime.jsonlog import configure_logging
+from clausework.runtime.rpc import channel, serve
+from clausework.runtime.telemetry import configure_tracing, temporal_interceptors
 from contracts.internal.v1 import llm_pb2_grpc, parser_pb2_grpc, store_pb2_grpc
 from orchestrator.activities import ExtractionActivities
 from orchestrator.settings import WorkerSettings
 from orchestrator.telemetry import temporal_runtime
 from orchestrator.worker import build_worker
-from services.common.jsonlog import configure_logging
-from services.common.rpc import channel, serve
-from services.common.telemetry import configure_tracing, temporal_interceptors
 
 log = logging.getLogger("orchestrator")
 

@@ -18,16 +18,7 @@ import grpc
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contracts.internal.v1 import (
-    llm_pb2,
-    llm_pb2_grpc,
-    parser_pb2,
-    parser_pb2_grpc,
-    store_pb2,
-    store_pb2_grpc,
-)
-from contracts.v1 import extraction_pb2 as pb
-from orchestrator.payloads import (
+from clausework.pipeline.payloads import (
     CompleteInput,
     CompleteOutput,
     ExtractInput,
@@ -37,7 +28,16 @@ from orchestrator.payloads import (
     StatusOutput,
     StatusUpdate,
 )
-from services.common.errors import error_reason
+from clausework.runtime.errors import error_reason
+from contracts.internal.v1 import (
+    llm_pb2,
+    llm_pb2_grpc,
+    parser_pb2,
+    parser_pb2_grpc,
+    store_pb2,
+    store_pb2_grpc,
+)
+from contracts.v1 import extraction_pb2 as pb
 
 T = TypeVar("T")
 

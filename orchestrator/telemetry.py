@@ -17,8 +17,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from orchestrator.payloads import workflow_id
-from services.common.jsonlog import log_fields
+from clausework.pipeline.payloads import workflow_id
+from clausework.runtime.jsonlog import log_fields
 
 ACTIVITIES = Counter(
     "clausework_worker_activities",

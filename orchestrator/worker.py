@@ -41,6 +41,6 @@ def build_worker(
         # CANCEL_LATENCY apart (the SDK's default throttle, 80% of the heartbeat timeout, is 8 s).
         max_heartbeat_throttle_interval=CANCEL_LATENCY,
         default_heartbeat_throttle_interval=CANCEL_LATENCY,
-        # Tracing interceptors, when on, come from the client (services.common.telemetry).
+        # Tracing interceptors, when on, come from the client (clausework.runtime.telemetry).
         interceptors=[ActivityTelemetry()],
     )

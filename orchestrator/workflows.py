@@ -21,9 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.v1 import extraction_pb2 as pb
-    from orchestrator.activities import ExtractionActivities
-    from orchestrator.payloads import (
+    from clausework.pipeline.payloads import (
         WORKFLOW_NAME,
         CompleteInput,
         CompleteOutput,
@@ -36,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         clauses_key,
         parsed_key,
     )
+    from contracts.v1 import extraction_pb2 as pb
+    from orchestrator.activities import ExtractionActivities
 
 TRANSIENT_RETRIES = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from deploy.local.llama import LlamaServer, cached_paths, missing
-from services.llm.embedded import EmbeddedSelector
-from services.llm.openai_backend import OpenAIExtractor, Strategy
-from services.llm.prompts import load_categories
+from bench.llama import LlamaServer, cached_paths, missing
+from clausework.llm.extractor import OpenAIExtractor, Strategy
+from clausework.llm.prompts import load_categories
+from clausework.model.embedded import EmbeddedSelector
 from services.llm.settings import LlmSettings
 from training.crossval import prediction_line, run_scorer
 from training.data import DEFAULT_CUAD, DEFAULT_SCORER, Contract, load_corpus

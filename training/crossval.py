@@ -30,8 +30,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from services.llm.answers import clean
-from services.llm.embedded import MODEL_DIR, ClauseSpan
+from clausework.answers import clean
+from clausework.model.embedded import MODEL_DIR, ClauseSpan
 from training.data import DEFAULT_CUAD, DEFAULT_SCORER, ROOT, Contract, labels_sha256
 from training.heldout import FoldModels
 

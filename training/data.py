@@ -62,14 +62,14 @@ class Contract:
 
 
 def _parse(pdf: Path) -> str:
-    from services.parser.pdftext import parse_pdf  # pymupdf only for training, never at run time
+    from clausework.pdf import parse_pdf  # pymupdf only for training, never at run time
 
     return parse_pdf(pdf.read_bytes()).text
 
 
 def parser_version() -> str:
     """What the cached texts depend on: the production parser's version and the PyMuPDF release."""
-    from services.parser.pdftext import PARSER_NAME
+    from clausework.pdf import PARSER_NAME
 
     try:
         pymupdf = metadata.version("pymupdf")

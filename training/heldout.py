@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.llm.embedded import EmbeddedExtractor
+from clausework.model.embedded import EmbeddedExtractor
 from training.data import CACHE, DEFAULT_CUAD, Contract
 from training.groups import cv_folds, cv_groups
 from training.model import Params, Prepared, fit, quantize

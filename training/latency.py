@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contracts", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from services.parser.pdftext import parse_pdf
+    from clausework.pdf import parse_pdf
 
     records = [json.loads(x) for x in (args.cuad_dir / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
     texts = []
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     texts.sort(reverse=True)
 
     started = time.perf_counter()
-    from services.llm.embedded import EmbeddedExtractor
+    from clausework.model.embedded import EmbeddedExtractor
 
     extractor = EmbeddedExtractor.load()
     print(f"import + load: {time.perf_counter() - started:.2f} s ({extractor.model_name})")

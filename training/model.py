@@ -26,7 +26,7 @@ import numpy.typing as npt
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
-from services.llm.embedded import (
+from clausework.model.embedded import (
     CALIBRATION_FEATURES,
     POOLS,
     PRESENCE_FEATURES,
@@ -38,7 +38,7 @@ from services.llm.embedded import (
     presence_features,
     select,
 )
-from services.llm.model_features import CsrRows, Vectorizer
+from clausework.model.features import CsrRows, Vectorizer
 from training.data import Contract, folds, jaccard, words
 
 log = logging.getLogger("training")

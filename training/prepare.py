@@ -24,11 +24,9 @@ from training.model import Params, Prepared, prepare
 log = logging.getLogger("training")
 ROOT = Path(__file__).resolve().parent.parent
 # The code that turns a parser text and its labels into features, labels and weights (globs are
-# expanded, so a new services/llm/model_*.py module is covered without editing this list).
+# expanded, so a new clausework/model/*.py module is covered without editing this list).
 FEATURE_SOURCES = (
-    "services/llm/segmentation.py",
-    "services/llm/model_*.py",
-    "services/llm/embedded.py",
+    "clausework/model/*.py",  # segmentation, features, spans, ranker, embedded
     "training/model.py",
     "training/data.py",  # words(), jaccard() and the inner-CV folds()
 )

@@ -1,6 +1,6 @@
 """Train the embedded model on the whole CUAD dev split and write the committed artefact.
 
-    python -m training.train [--cuad-dir ../shared/cuad] [--model-dir services/llm/models/cuad-sparse-lr]
+    python -m training.train [--cuad-dir ../shared/cuad] [--model-dir clausework/model/cuad-sparse-lr]
 
 Writes model.npz (int8-quantised weights, vocabularies) and metadata.json (version, categories,
 calibration, thresholds, sha256 of labels.jsonl and of the parsed training texts, and the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.llm.embedded import MODEL_DIR, EmbeddedExtractor
+from clausework.model.embedded import MODEL_DIR, EmbeddedExtractor
 from training.data import DEFAULT_CUAD, corpus_sha256, labels_sha256
 from training.model import Params, fit, quantize
 from training.prepare import answer_formats, load_prepared

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.store.objects import ObjectStore
+    from clausework.pipeline import search
+from services.store.objects import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -85,8 +86,6 @@ PROFILES = {
 # replicas 10-30 above a profile's ports, so these collide with nothing).
 METRICS_OFFSET = 100
 TEMPORAL_METRICS_OFFSET = 200
-# Temporal search attributes our workflows carry (orchestrator.search); registered at start-dev.
-SEARCH_ATTRIBUTES = {"ExtractionId": "Keyword", "TenantId": "Keyword"}
 
 SERVICES = ("store", "parser", "llm", "gateway", "worker")
 INFRA = ("postgres", "s3", "temporal")
@@ -394,8 +393,8 @@ class Stack:
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
             "--log-level", "warn",
         ]  # fmt: skip
-        for name, kind in SEARCH_ATTRIBUTES.items():
-            command += ["--search-attribute", f"{name}={kind}"]
+        for key in search.REQUIRED:  # the attributes our workflows carry, registered at start-dev
+            command += ["--search-attribute", f"{key.name}={search.KIND}"]
         if p.headless:
             command.append("--headless")
         self._spawn("temporal", command)

@@ -7,11 +7,11 @@ import logging
 
 import grpc
 
+from clausework.runtime.jsonlog import configure_logging
+from clausework.runtime.rpc import channel, serve, service_name
+from clausework.runtime.telemetry import configure_tracing
 from contracts.internal.v1 import store_pb2_grpc
 from contracts.v1 import extraction_pb2, extraction_pb2_grpc
-from services.common.jsonlog import configure_logging
-from services.common.rpc import channel, serve, service_name
-from services.common.telemetry import configure_tracing
 from services.gateway.admission import AdmissionInterceptor, UploadSlots
 from services.gateway.auth import ApiKeys
 from services.gateway.server import ExtractionServicer

@@ -13,7 +13,7 @@ handler returns: at most `per_tenant` per tenant at once (more are refused at on
 tenant and no crowd of clients can make the gateway hold more request bodies than it has memory for.
 Over a cap the answer is RESOURCE_EXHAUSTED, reason TOO_MANY_UPLOADS: retry later, with backoff.
 
-Install it inside `ErrorInterceptor` (services.common.rpc.serve's `interceptors`), which turns the
+Install it inside `ErrorInterceptor` (clausework.runtime.rpc.serve's `interceptors`), which turns the
 errors raised here into statuses with an `error-reason` trailer.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import grpc
 
-from services.common.errors import InvalidArgument, ResourceExhausted, ServiceError, rewrap_handler
+from clausework.runtime.errors import InvalidArgument, ResourceExhausted, ServiceError, rewrap_handler
 from services.gateway.auth import ApiKeys, Unauthenticated
 
 SERVICE = "/contracts.v1.ExtractionService/"

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import grpc
 
-from services.common.errors import ServiceError
+from clausework.runtime.errors import ServiceError
 
 DEFAULT_TENANT = "default"
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")

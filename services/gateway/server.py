@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from clausework.runtime.errors import InvalidArgument
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from services.common.errors import InvalidArgument
 from services.gateway.admission import current_tenant
 from services.gateway.auth import ApiKeys
 from services.gateway.uploads import (
@@ -43,7 +43,7 @@ CANCEL_WAIT_SECONDS = 10.0
 
 
 class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
-    """Store errors pass through to the client unchanged (see services.common.errors): their messages are
+    """Store errors pass through to the client unchanged (see clausework.runtime.errors): their messages are
     written for users."""
 
     def __init__(

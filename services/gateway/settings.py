@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import MiB, ServerSettings
+from clausework.runtime.settings import MiB, ServerSettings
 
 
 class GatewaySettings(ServerSettings):

@@ -14,8 +14,8 @@ from typing import TypeVar
 
 import regex  # type: ignore[import-untyped]
 
-from services.common.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
-from services.common.settings import MiB
+from clausework.runtime.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from clausework.runtime.settings import MiB
 
 T = TypeVar("T")
 

@@ -7,10 +7,10 @@ import logging
 
 import grpc
 
+from clausework.runtime.jsonlog import configure_logging
+from clausework.runtime.rpc import channel, serve, service_name
+from clausework.runtime.telemetry import configure_tracing
 from contracts.internal.v1 import llm_pb2, llm_pb2_grpc, store_pb2_grpc
-from services.common.jsonlog import configure_logging
-from services.common.rpc import channel, serve, service_name
-from services.common.telemetry import configure_tracing
 from services.llm.backends import build_backend
 from services.llm.server import LlmServicer
 from services.llm.settings import LlmSettings

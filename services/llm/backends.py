@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.common.errors import FailedPrecondition, Unavailable
-from services.llm.clauses import Span
+from clausework.clauses import Span
+from clausework.runtime.errors import FailedPrecondition, Unavailable
 from services.llm.settings import LlmSettings
 
 
@@ -47,7 +47,7 @@ class EmbeddedBackend:
     """The bundled CUAD model: CPU bound, so it runs in a worker thread off the event loop."""
 
     def __init__(self, settings: LlmSettings) -> None:
-        from services.llm.embedded import EmbeddedExtractor
+        from clausework.model.embedded import EmbeddedExtractor
 
         self._extractor = EmbeddedExtractor.load(settings.model_dir)
         self.model_name = self._extractor.model_name
@@ -70,12 +70,12 @@ class OpenAIBackend:
     hold for all documents; its errors become statuses the orchestrator retries or not."""
 
     def __init__(self, settings: LlmSettings) -> None:
-        from services.llm.chunking import PassageSelector
-        from services.llm.openai_backend import OpenAIExtractor
+        from clausework.chunking import PassageSelector
+        from clausework.llm.extractor import OpenAIExtractor
 
         selector: PassageSelector | None = None  # None: the extractor's keyword selector
         if settings.openai_selector == "embedded":
-            from services.llm.embedded import EmbeddedExtractor, EmbeddedSelector
+            from clausework.model.embedded import EmbeddedExtractor, EmbeddedSelector
 
             selector = EmbeddedSelector(EmbeddedExtractor.load(settings.model_dir), settings.openai_min_presence)
         self._extractor = OpenAIExtractor(
@@ -92,7 +92,7 @@ class OpenAIBackend:
         self.model_name = self._extractor.model_name
 
     async def extract(self, text: str, on_progress: Progress | None = None) -> Result:
-        from services.llm.openai_backend import OpenAIBackendError
+        from clausework.llm.extractor import OpenAIBackendError
 
         try:
             return await self._extractor.extract(text, on_progress)

@@ -8,11 +8,11 @@ import logging
 import grpc
 from prometheus_client import Counter
 
+from clausework.clauses import to_clauses
+from clausework.runtime.rpc import read_object, write_object
 from contracts.internal.v1 import document_pb2, llm_pb2, llm_pb2_grpc, store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
-from services.common.rpc import read_object, write_object
 from services.llm.backends import Backend
-from services.llm.clauses import to_clauses
 
 log = logging.getLogger(__name__)
 

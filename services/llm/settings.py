@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServerSettings
+from clausework.runtime.settings import ServerSettings
 
 
 class LlmSettings(ServerSettings):

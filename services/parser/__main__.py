@@ -6,13 +6,13 @@ import asyncio
 
 import grpc
 
+from clausework.pdf import OcrOptions, find_tessdata
+from clausework.runtime.jsonlog import configure_logging
+from clausework.runtime.rpc import channel, serve, service_name
+from clausework.runtime.settings import MiB
+from clausework.runtime.telemetry import configure_tracing
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
-from services.common.jsonlog import configure_logging
-from services.common.rpc import channel, serve, service_name
-from services.common.settings import MiB
-from services.common.telemetry import configure_tracing
 from services.parser import sandbox
-from services.parser.pdftext import OcrOptions, find_tessdata
 from services.parser.sandbox import ParseLimits
 from services.parser.server import ParserServicer
 from services.parser.settings import ParserSettings

@@ -27,9 +27,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from clausework.pdf import InvalidDocument, OcrOptions, parse_pdf
+from clausework.runtime.settings import MiB
 from contracts.internal.v1 import document_pb2
-from services.common.settings import MiB
-from services.parser.pdftext import InvalidDocument, OcrOptions, parse_pdf
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ParseLimits:
 
 _context = multiprocessing.get_context("forkserver")
 # The children run the code the forkserver loaded, whatever happens to the files on disk later.
-_context.set_forkserver_preload(["pymupdf", "services.parser.pdftext", "services.parser.sandbox"])
+_context.set_forkserver_preload(["pymupdf", "clausework.pdf", "services.parser.sandbox"])
 
 
 def start() -> None:

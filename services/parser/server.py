@@ -8,9 +8,9 @@ import logging
 import grpc
 from prometheus_client import Counter
 
+from clausework.pdf import OcrOptions
+from clausework.runtime.rpc import read_object, write_object
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
-from services.common.rpc import read_object, write_object
-from services.parser.pdftext import OcrOptions
 from services.parser.sandbox import ParseLimits, parse_isolated
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import os
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServerSettings
+from clausework.runtime.settings import ServerSettings
 
 
 class ParserSettings(ServerSettings):

@@ -12,10 +12,10 @@ import asyncpg
 import grpc
 from temporalio.client import Client
 
+from clausework.runtime.jsonlog import configure_logging
+from clausework.runtime.rpc import serve, service_name
+from clausework.runtime.telemetry import configure_tracing, temporal_interceptors
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
-from services.common.jsonlog import configure_logging
-from services.common.rpc import serve, service_name
-from services.common.telemetry import configure_tracing, temporal_interceptors
 from services.store.changes import ChangeFeed
 from services.store.extractions import ExtractionStore
 from services.store.janitor import Janitor

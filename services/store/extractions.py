@@ -32,10 +32,10 @@ import asyncpg
 from google.protobuf import json_format, timestamp_pb2
 from prometheus_client import Counter
 
+from clausework.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, register_transient
+from clausework.runtime.telemetry import current_trace_carrier
 from contracts.internal.v1 import llm_pb2
 from contracts.v1 import extraction_pb2 as pb
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, register_transient
-from services.common.telemetry import current_trace_carrier
 from services.store.changes import OUTBOX_CHANNEL, ChangeFeed
 from services.store.objects import ObjectStore
 from services.store.pagetokens import PageTokens

@@ -20,8 +20,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from services.common.errors import InvalidArgument, NotFound, register_transient
-from services.common.settings import MiB
+from clausework.runtime.errors import InvalidArgument, NotFound, register_transient
+from clausework.runtime.settings import MiB
 from services.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)

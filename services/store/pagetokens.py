@@ -15,7 +15,7 @@ import json
 import uuid
 from datetime import datetime
 
-from services.common.errors import InvalidArgument
+from clausework.runtime.errors import InvalidArgument
 
 _MAC_BYTES = 16
 _MAX_TOKEN_CHARS = 512

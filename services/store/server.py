@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from clausework.runtime.errors import InvalidArgument
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
-from services.common.errors import InvalidArgument
 from services.store.changes import ChangeFeed
 from services.store.extractions import ExtractionStore, Upload
 from services.store.objects import ObjectStore

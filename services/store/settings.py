@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServerSettings
+from clausework.runtime.settings import ServerSettings
 
 
 class StoreSettings(ServerSettings):

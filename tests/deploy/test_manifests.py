@@ -33,7 +33,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common.telemetry import tracing_configured
+from clausework.runtime.telemetry import tracing_configured
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

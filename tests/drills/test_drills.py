@@ -31,10 +31,10 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from clausework.pipeline.payloads import workflow_id
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
-from orchestrator.payloads import workflow_id
 from services.store.objects import ObjectStore
 from tests import pdfs
 from tests.conftest import TERMINAL

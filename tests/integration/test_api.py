@@ -17,11 +17,11 @@ import pymupdf
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from clausework.pipeline.payloads import workflow_id
+from clausework.runtime.errors import error_reason
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
-from orchestrator.payloads import workflow_id
-from services.common.errors import error_reason
 from services.gateway.auth import hash_key
 from services.store.objects import ObjectStore
 from tests import pdfs

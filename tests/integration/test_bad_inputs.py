@@ -26,12 +26,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from clausework.pipeline.payloads import parsed_key, workflow_id
+from clausework.runtime.errors import error_reason
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
-from orchestrator.payloads import parsed_key, workflow_id
-from services.common.errors import error_reason
 from services.gateway.auth import hash_key
 from services.store.extractions import result_key
 from services.store.objects import ObjectStore

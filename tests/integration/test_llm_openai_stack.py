@@ -15,12 +15,12 @@ from typing import TypeAlias
 
 import pytest
 
+from bench.llama import LlamaServer, cached_paths
+from clausework.llm.prompts import PROMPT_VERSION
+from clausework.pdf import parse_pdf
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from deploy.local.llama import LlamaServer, cached_paths
 from deploy.local.stack import Stack
-from services.llm.prompts import PROMPT_VERSION
-from services.parser.pdftext import parse_pdf
 from tests import pdfs
 from tests.conftest import wait_terminal
 from tests.integration.test_openai_llama import llama_server, require

@@ -22,11 +22,11 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
+from clausework.pipeline.payloads import workflow_id
+from clausework.pipeline.search import EXTRACTION_ID, TENANT_ID
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import SERVICES, Stack
-from orchestrator.payloads import workflow_id
-from orchestrator.search import EXTRACTION_ID, TENANT_ID
 from tests import pdfs
 from tests.conftest import wait_terminal
 

@@ -22,9 +22,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from deploy.local.llama import ROOT, SETUP, LlamaServer, cached_paths, missing
-from services.llm.openai_backend import OpenAIExtractor, OpenAIResult
-from services.llm.prompts import PROMPT_VERSION, json_schema, load_categories
+from bench.llama import ROOT, SETUP, LlamaServer, cached_paths, missing
+from clausework.llm.extractor import OpenAIExtractor, OpenAIResult
+from clausework.llm.prompts import PROMPT_VERSION, json_schema, load_categories
 
 pytestmark = pytest.mark.integration
 

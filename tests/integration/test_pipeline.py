@@ -10,10 +10,10 @@ from typing import TypeAlias
 import asyncpg
 import pytest
 
+from clausework.pipeline.payloads import parsed_key
 from contracts.internal.v1 import document_pb2
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from orchestrator.payloads import parsed_key
 from services.store.extractions import DEFAULT_TENANT, document_key, result_key
 from services.store.objects import ObjectStore
 from tests import pdfs
@@ -21,7 +21,7 @@ from tests.conftest import ROOT, wait_terminal
 
 SAMPLE = ROOT / "samples" / "sample-contract.pdf"
 SAMPLE_LABELS = ROOT / "samples" / "sample-contract.labels.json"
-CATEGORIES = {c["name"] for c in json.loads((ROOT / "services/llm/categories.json").read_text())}
+CATEGORIES = {c["name"] for c in json.loads((ROOT / "clausework/llm/categories.json").read_text())}
 
 Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 

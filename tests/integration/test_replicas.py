@@ -1,7 +1,7 @@
 """Scaling out works: with two replicas of a service, both receive calls; with two workers, both work.
 
 In Kubernetes a headless Service and a `dns:///` target give the client every pod's address, and the
-`round_robin` policy of `services.common.rpc.channel` spreads calls over them. Here the same client
+`round_robin` policy of `clausework.runtime.rpc.channel` spreads calls over them. Here the same client
 channel gets the two local replicas as an `ipv4:` address list, which exercises the same policy.
 """
 
@@ -18,10 +18,10 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from clausework.pipeline.payloads import workflow_id
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
-from orchestrator.payloads import workflow_id
 from tests import pdfs
 from tests.conftest import wait_terminal
 

@@ -12,11 +12,11 @@ import grpc
 import pymupdf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clausework.runtime.rpc import write_object
 from contracts.internal.v1 import parser_pb2, parser_pb2_grpc, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
-from services.common.rpc import write_object
 from services.store.objects import ObjectStore
 from tests import pdfs
 from tests.conftest import wait_terminal

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from orchestrator.payloads import (
+from clausework.pipeline.payloads import (
     CompleteInput,
     CompleteOutput,
     ExtractInput,
@@ -30,16 +30,16 @@ from orchestrator.payloads import (
     StatusUpdate,
     workflow_id,
 )
-from orchestrator.search import (
+from clausework.pipeline.search import (
     EXTRACTION_ID,
     TENANT_ID,
     extraction_attributes,
     missing_search_attributes,
     use_search_attributes,
 )
+from clausework.runtime.jsonlog import JsonFormatter
 from orchestrator.telemetry import ActivityTelemetry
 from orchestrator.workflows import ExtractionWorkflow
-from services.common.jsonlog import JsonFormatter
 
 log = logging.getLogger("tests.activities")
 

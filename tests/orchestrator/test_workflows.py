@@ -13,8 +13,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts.v1 import extraction_pb2 as pb
-from orchestrator.payloads import (
+from clausework.pipeline.payloads import (
     CompleteInput,
     CompleteOutput,
     ExtractInput,
@@ -25,6 +24,7 @@ from orchestrator.payloads import (
     StatusOutput,
     StatusUpdate,
 )
+from contracts.v1 import extraction_pb2 as pb
 from orchestrator.workflows import ExtractionWorkflow
 
 

@@ -32,10 +32,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clausework.runtime.errors import error_reason
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from services.common.errors import error_reason
 from services.gateway.auth import hash_key
 
 MiB = 1024 * 1024

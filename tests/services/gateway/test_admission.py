@@ -12,8 +12,8 @@ from typing import Any
 import grpc
 import pytest
 
+from clausework.runtime.errors import ErrorInterceptor, error_reason
 from contracts.v1 import extraction_pb2 as pb
-from services.common.errors import ErrorInterceptor, error_reason
 from services.gateway.admission import AdmissionInterceptor, UploadSlots, current_tenant
 from services.gateway.auth import ApiKeys, hash_key
 
@@ -90,7 +90,7 @@ async def server() -> AsyncIterator[Server]:
     keys = ApiKeys.parse(",".join(f"{tenant}:{hash_key(key)}" for tenant, key in KEYS.items()))
     slots = UploadSlots(per_tenant=2, total=3, queue_seconds=0.5)
     options = [("grpc.max_receive_message_length", 64 * MiB)]
-    # As services.common.rpc.serve installs it: inside the error mapping.
+    # As clausework.runtime.rpc.serve installs it: inside the error mapping.
     aio = grpc.aio.server(interceptors=[ErrorInterceptor(), AdmissionInterceptor(keys, slots)], options=options)
     port = aio.add_insecure_port("127.0.0.1:0")
     state = Server(f"127.0.0.1:{port}", slots)

@@ -12,10 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
+from clausework.runtime.errors import ErrorInterceptor, error_reason
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from services.common.errors import ErrorInterceptor, error_reason
 from services.gateway.admission import AdmissionInterceptor, UploadSlots
 from services.gateway.auth import ApiKeys, hash_key
 from services.gateway.server import ExtractionServicer

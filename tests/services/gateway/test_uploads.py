@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 import regex  # type: ignore[import-untyped]
 
-from services.common.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from clausework.runtime.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from services.gateway.uploads import (
     DEFAULT_FILENAME,
     MAX_FILENAME_CHARS,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from clausework.chunking import KeywordSelector
+from clausework.model.embedded import EmbeddedSelector
 from services.llm.backends import EmbeddedBackend, OpenAIBackend, build_backend
-from services.llm.chunking import KeywordSelector
-from services.llm.embedded import EmbeddedSelector
 from services.llm.settings import LlmSettings
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from clausework.pdf import InvalidDocument, OcrOptions, find_tessdata, parse_pdf
+from clausework.runtime.settings import MiB
 from contracts.internal.v1 import document_pb2
-from services.common.settings import MiB
-from services.parser.pdftext import InvalidDocument, OcrOptions, find_tessdata, parse_pdf
 from services.parser.sandbox import TOO_COMPLEX, ParseLimits, discard_spares, parse_isolated
 from tests import corpus, pdfs
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.errors import InvalidArgument
+from clausework.runtime.errors import InvalidArgument
 from services.store.extractions import document_key, request_fingerprint
 from services.store.pagetokens import PageTokens
 

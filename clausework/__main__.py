@@ -1,3 +1,0 @@
-from clausework.cli import main
-
-main()

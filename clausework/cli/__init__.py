@@ -1,0 +1,1 @@
+"""The `contracts` command-line client (also `python -m clausework.cli`)."""

@@ -1,0 +1,3 @@
+from clausework.cli.commands import main
+
+main()

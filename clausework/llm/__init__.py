@@ -1,0 +1,1 @@
+"""Clause extraction through an OpenAI-compatible endpoint: planner, client, prompts, grounding."""

@@ -1,0 +1,1 @@
+"""The embedded CUAD model: segmentation, features, candidates, ranker, answers and the extractor."""

@@ -1,0 +1,161 @@
+"""The committed embedded model on a small synthetic contract: right clauses, verbatim spans, answers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clausework.chunking import Piece
+from clausework.model.embedded import MODEL_DIR, ClauseSpan, EmbeddedExtractor, EmbeddedSelector
+from tests.conftest import ROOT
+
+CONTRACT = (
+    "EXHIBIT 10.1\n"
+    "DISTRIBUTION AGREEMENT\n"
+    "This Distribution Agreement (the \u201cAgreement\u201d) is entered into as of March\xa015, 2019 (the\n"
+    "\u201cEffective Date\u201d) by and between Northwind Traders, Inc., a Delaware corporation\n"
+    "(\u201cNorthwind\u201d), and "
+    "Contoso Pharmaceuticals Ltd., a company organized under the laws of Ireland (\u201cDistributor\u201d).\n"
+    "1. APPOINTMENT.  Northwind hereby appoints Distributor as its exclusive distributor of the Products in\n"
+    "the Territory, and Distributor accepts such appointment.\n"
+    "2. TERM.  This Agreement shall commence on the Effective Date and shall continue for a period of three (3)\n"
+    "years. Thereafter, this Agreement shall automatically renew for successive one (1) year periods unless\n"
+    "either party gives written notice of non-renewal at least ninety (90) days prior to the end of the then\n"
+    "current term.\n"
+    "3. AUDIT.  Northwind shall have the right, upon fifteen (15) days prior written notice, to inspect and\n"
+    "audit the books and records of Distributor relating to the sale of Products.\n"
+    "4. ASSIGNMENT.  Neither party may assign this Agreement or any of its rights hereunder without the\n"
+    "prior written consent of the other party.\n"
+    "5. GOVERNING LAW.  This Agreement shall be governed by and construed in accordance with the laws of\n"
+    "the State of New York, without regard to its conflict of laws principles.\n"
+    "6. INSURANCE.  Distributor shall maintain, at its own expense, product liability insurance with\n"
+    "coverage of not less than $5,000,000 per occurrence.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def extractor() -> EmbeddedExtractor:
+    return EmbeddedExtractor.load()
+
+
+@pytest.fixture(scope="module")
+def spans(extractor: EmbeddedExtractor) -> list[ClauseSpan]:
+    return extractor.extract(CONTRACT)
+
+
+def best(spans: list[ClauseSpan], category: str) -> ClauseSpan:
+    found = [s for s in spans if s.category == category]
+    assert found, f"no {category!r} in {sorted({s.category for s in spans})}"
+    return max(found, key=lambda s: s.confidence)
+
+
+def test_artefact_is_committed_small_and_versioned(extractor: EmbeddedExtractor) -> None:
+    for name in ("model.npz", "metadata.json"):
+        path = MODEL_DIR / name
+        assert path.exists() and path.stat().st_size < 5_000_000
+    assert extractor.model_name.startswith("embedded/cuad-sparse-lr@")
+    assert len(extractor.metadata["training"]["labels_sha256"]) == 64
+    assert len(extractor.categories) == 41
+
+
+def test_spans_are_verbatim_sorted_and_calibrated(spans: list[ClauseSpan], extractor: EmbeddedExtractor) -> None:
+    assert spans
+    assert spans == sorted(spans, key=lambda s: (s.char_start, s.char_end, s.category))
+    for span in spans:
+        assert span.category in extractor.categories
+        assert 0 <= span.char_start < span.char_end <= len(CONTRACT)
+        assert CONTRACT[span.char_start : span.char_end].strip() == CONTRACT[span.char_start : span.char_end]
+        assert 0.0 <= span.confidence <= 1.0
+
+
+def test_finds_governing_law_with_jurisdiction(spans: list[ClauseSpan]) -> None:
+    law = best(spans, "Governing Law")
+    text = CONTRACT[law.char_start : law.char_end]
+    assert text.startswith("This Agreement shall be governed by")
+    assert "State of New York" in text
+    assert law.answer == "New York"
+    assert law.confidence > 0.5
+
+
+def test_finds_short_span_categories(spans: list[ClauseSpan]) -> None:
+    date = best(spans, "Agreement Date")
+    assert CONTRACT[date.char_start : date.char_end] == "March\xa015, 2019"
+    assert date.answer == "3/15/2019"
+    title = best(spans, "Document Name")
+    assert CONTRACT[title.char_start : title.char_end] == "DISTRIBUTION AGREEMENT"
+    parties = {CONTRACT[s.char_start : s.char_end]: s.answer for s in spans if s.category == "Parties"}
+    assert parties["Northwind Traders, Inc."] == 'Northwind Traders, Inc. ("Northwind")'
+    assert parties["Contoso Pharmaceuticals Ltd."] == 'Contoso Pharmaceuticals Ltd. ("Distributor")'
+    if "Distributor" in parties:  # an alias on its own answers with the party it names
+        assert parties["Distributor"] == parties["Contoso Pharmaceuticals Ltd."]
+
+
+def test_finds_term_clauses_with_answers(spans: list[ClauseSpan]) -> None:
+    renewal = best(spans, "Renewal Term")
+    assert "automatically renew" in CONTRACT[renewal.char_start : renewal.char_end]
+    assert renewal.answer == "successive 1 year"
+    for category in ("Anti-Assignment", "Audit Rights", "Insurance"):
+        assert best(spans, category).answer == "Yes"
+
+
+def test_nothing_in_text_without_clauses(extractor: EmbeddedExtractor) -> None:
+    assert extractor.extract("") == []
+    spans = extractor.extract("The weather was pleasant and the river ran quietly past the old mill.")
+    assert not [s for s in spans if s.confidence > 0.5]
+
+
+def test_offsets_survive_odd_whitespace(extractor: EmbeddedExtractor) -> None:
+    padded = "\xa0" * 40 + CONTRACT.replace(" ", "\xa0", 200)
+    for span in extractor.extract(padded):
+        piece = padded[span.char_start : span.char_end]
+        assert piece and not piece[0].isspace() and not piece[-1].isspace()
+
+
+def test_load_from_explicit_dir_matches_default(spans: list[ClauseSpan]) -> None:
+    assert EmbeddedExtractor.load(Path(MODEL_DIR)).extract(CONTRACT) == spans
+
+
+def test_import_does_not_pull_pymupdf() -> None:
+    code = "import sys, clausework.model.embedded as m; m.EmbeddedExtractor.load(); print('pymupdf' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_long_contract_is_fast(extractor: EmbeddedExtractor) -> None:
+    rng = np.random.default_rng(7)
+    sections = [CONTRACT.split("\n", 2)[2]] * 40
+    text = "\n".join(s.replace("Products", str(rng.integers(1000))) for s in sections)  # ~70k chars
+    started = time.monotonic()
+    extractor.extract(text)
+    assert time.monotonic() - started < 3.0  # the service budget for a 30-page contract (measured: ~0.2 s)
+
+
+def test_selector_ranks_the_passage_holding_the_clause_first(extractor: EmbeddedExtractor) -> None:
+    text = CONTRACT
+    pieces = [Piece(m.start(), m.end()) for m in re.finditer(r"[^\n]+(?:\n(?!\d\.)[^\n]+)*", text)]
+    holding = {
+        "Governing Law": "5. GOVERNING LAW",
+        "Audit Rights": "3. AUDIT",
+        "Anti-Assignment": "4. ASSIGNMENT",
+        "Insurance": "6. INSURANCE",
+    }
+    scores = EmbeddedSelector(extractor)(text, pieces, list(holding))
+    for row, (category, heading) in zip(scores, holding.items(), strict=True):
+        best = max(range(len(pieces)), key=lambda i: row[i])
+        assert text[pieces[best].start :].startswith(heading), category
+        assert all(0.0 <= s <= 1.0 for s in row)
+
+
+def test_selector_skips_categories_the_model_finds_absent(extractor: EmbeddedExtractor) -> None:
+    pieces = [Piece(0, len(CONTRACT))]
+    absent, present = "Source Code Escrow", "Governing Law"
+    everything = EmbeddedSelector(extractor)(CONTRACT, pieces, [absent, present])
+    gated = EmbeddedSelector(extractor, min_presence=0.5)(CONTRACT, pieces, [absent, present])
+    assert everything[0][0] > 0, "without a presence floor every category keeps its best passage"
+    assert gated == [[0.0], everything[1]]
