@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, path, gold in documents:
         text = _load_text(path)
         if selector_for is not None:
-            extractor.selector = selector_for(name if gold is not None else None)
+            extractor.planner.selector = selector_for(name if gold is not None else None)
         total_chars += len(text)
         line = f"{name:<18}{len(text):>8}"
         # planned once per strategy: with the embedded selector, planning runs the model over the text

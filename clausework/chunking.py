@@ -255,16 +255,8 @@ class KeywordSelector:
         return scores
 
 
-def select(
-    scores: list[float], top_k: int, positions: Sequence[int] = (), min_k: int = 2, relative: float = 0.0
-) -> list[int]:
-    """Indices (in order) of the best-scoring passages with a positive score, plus forced `positions`.
-
-    At least `min_k` and at most `top_k` passages; beyond `min_k`, only those scoring at least
-    `relative` times the best one (a category with several strong passages gets them all).
-    """
+def top_passages(scores: list[float], top_k: int, positions: Sequence[int] = ()) -> list[int]:
+    """Indices (in order) of at most `top_k` best-scoring passages with a positive score, plus the forced
+    `positions`: what one category's requests carry."""
     ranked = sorted((i for i, s in enumerate(scores) if s > 0), key=lambda i: (-scores[i], i))[:top_k]
-    if ranked and relative > 0:
-        floor = relative * scores[ranked[0]]
-        ranked = ranked[:min_k] + [i for i in ranked[min_k:] if scores[i] >= floor]
     return sorted({*ranked, *(p for p in positions if 0 <= p < len(scores))})

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from dataclasses import dataclass
 
 from contracts.internal.v1 import document_pb2
 from contracts.v1 import extraction_pb2 as pb
 
 
-class Span(Protocol):
-    """A clause as a backend finds it: a category and a character span of the document text."""
+@dataclass(frozen=True)
+class ClauseSpan:
+    """A clause as either extractor finds it: a category and a character span of the document text."""
 
-    @property
-    def category(self) -> str: ...
-    @property
-    def char_start(self) -> int: ...
-    @property
-    def char_end(self) -> int: ...
-    @property
-    def confidence(self) -> float: ...
-    @property
-    def answer(self) -> str: ...
+    category: str  # exact CUAD name
+    char_start: int  # offsets into the text the extractor was given, end exclusive
+    char_end: int
+    confidence: float  # [0, 1]
+    answer: str  # normalized answer or ""
 
 
 def page_of(parsed: document_pb2.ParsedDocument, char_offset: int) -> int:
@@ -36,7 +32,7 @@ def page_of(parsed: document_pb2.ParsedDocument, char_offset: int) -> int:
     return parsed.pages[low].number if parsed.pages else 0
 
 
-def to_clauses(parsed: document_pb2.ParsedDocument, spans: Iterable[Span]) -> list[pb.Clause]:
+def to_clauses(parsed: document_pb2.ParsedDocument, spans: Iterable[ClauseSpan]) -> list[pb.Clause]:
     """Clauses in document order; spans that fall outside the text or are empty are dropped."""
     text = parsed.text
     clauses = []

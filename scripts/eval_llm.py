@@ -89,7 +89,7 @@ async def run(args: argparse.Namespace, folds: FoldModels, contracts: list[Contr
         try:
             for contract in contracts:
                 if selector == "embedded":
-                    extractor.selector = EmbeddedSelector(folds.model_for(contract.id), args.min_presence)
+                    extractor.planner.selector = EmbeddedSelector(folds.model_for(contract.id), args.min_presence)
                 elif selector not in ("", "keyword"):
                     raise SystemExit(f"unknown selector {selector!r} in {run_name!r}")
                 result = await extractor.extract(contract.text)

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from clausework.answers import clean
-from clausework.model.embedded import MODEL_DIR, ClauseSpan
+from clausework.clauses import ClauseSpan
+from clausework.model.embedded import MODEL_DIR
 from training.data import DEFAULT_CUAD, DEFAULT_SCORER, ROOT, Contract, labels_sha256
 from training.heldout import FoldModels
 

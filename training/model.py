@@ -35,8 +35,8 @@ from clausework.model.embedded import (
     Scored,
     calibration_features,
     featurize,
+    keep_spans,
     presence_features,
-    select,
 )
 from clausework.model.features import CsrRows, Vectorizer
 from training.data import Contract, folds, jaccard, words
@@ -361,7 +361,7 @@ def refine_thresholds(
             for item, probs, present_p in zip(oof, probabilities, presence, strict=True):
                 if present_p[category] < detect:
                     continue
-                kept = select(item.scored[category], probs[category], t, max_spans[category])
+                kept = keep_spans(item.scored[category], probs[category], t, max_spans[category])
                 index = {id(s): i for i, s in enumerate(item.scored[category])}
                 used: set[int] = set()
                 for s, _ in sorted(kept, key=lambda sp: sp[0].start):
@@ -403,7 +403,7 @@ def evaluate_oof(
         for category in categories:
             kept: list[tuple[Scored, float]] = []
             if present_p[category] >= detect:
-                kept = select(item.scored[category], probs[category], threshold, max_spans[category])
+                kept = keep_spans(item.scored[category], probs[category], threshold, max_spans[category])
             present = category in gold
             tp += bool(kept) and present
             fp += bool(kept) and not present

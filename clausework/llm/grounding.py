@@ -17,11 +17,20 @@ the contract does not contain.
 from __future__ import annotations
 
 import bisect
+import math
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from clausework.clauses import ClauseSpan
+from clausework.llm.prompts import Category
+
+# Confidence used when the model reports none (or a non-number): the prior that a returned clause is right.
+PRIOR_CONFIDENCE = 0.5
+# A grounded quote needs this many letters/digits to be a clause rather than a stray word.
+MIN_QUOTE_ALNUM = 3
 # Level 3 (letters and digits only) needs this many of them in the quote to be trusted.
 MIN_ALNUM_CHARS = 16
 # An ellipsis may stand for at most this many characters of the document between two pieces.
@@ -207,3 +216,66 @@ class Grounder:
                 return None
             position, level = found.end, max(level, found.level)
         return Located(first.start, position, level)
+
+
+_DATE_ISO = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+_DATE_US = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
+def normalize_answer(category: Category, answer: str) -> str:
+    """CUAD answer conventions: "Yes" for Yes/No categories, m/d/yyyy dates without leading zeros."""
+    if not category.typed:
+        return "Yes"
+    answer = " ".join(answer.split())
+    if "mm/dd/yyyy" in category.answer_format:
+        iso = _DATE_ISO.fullmatch(answer)
+        if iso:
+            return f"{int(iso.group(2))}/{int(iso.group(3))}/{iso.group(1)}"
+        us = _DATE_US.fullmatch(answer)
+        if us:
+            return f"{int(us.group(1))}/{int(us.group(2))}/{us.group(3)}"
+    return answer
+
+
+def normalize_confidence(value: float | None) -> float:
+    """The model's confidence clamped to [0, 1]; missing or non-finite values get the prior."""
+    if value is None or not math.isfinite(value):
+        return PRIOR_CONFIDENCE
+    return min(1.0, max(0.0, value))
+
+
+def merge_spans(spans: Sequence[ClauseSpan]) -> list[ClauseSpan]:
+    """One span per clause: spans of a category that overlap (two chunks saw it) become their union.
+
+    The union is still verbatim text; the confidence is the highest, the answer that of the most
+    confident span that has one.
+    """
+    merged: list[ClauseSpan] = []
+    by_category: dict[str, list[ClauseSpan]] = {}
+    for span in spans:
+        by_category.setdefault(span.category, []).append(span)
+    for category, group in by_category.items():
+        group.sort(key=lambda s: (s.char_start, s.char_end))
+        current = group[0]
+        answers = [(current.confidence, current.answer)]
+        for span in group[1:]:
+            if span.char_start < current.char_end:
+                answers.append((span.confidence, span.answer))
+                current = ClauseSpan(
+                    category,
+                    current.char_start,
+                    max(current.char_end, span.char_end),
+                    max(current.confidence, span.confidence),
+                    "",
+                )
+                continue
+            merged.append(_with_best_answer(current, answers))
+            current, answers = span, [(span.confidence, span.answer)]
+        merged.append(_with_best_answer(current, answers))
+    return sorted(merged, key=lambda s: (s.char_start, s.char_end, s.category))
+
+
+def _with_best_answer(span: ClauseSpan, answers: list[tuple[float, str]]) -> ClauseSpan:
+    given = [a for a in answers if a[1]]
+    answer = max(given, key=lambda a: a[0])[1] if given else ""
+    return ClauseSpan(span.category, span.char_start, span.char_end, span.confidence, answer)

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from clausework import answers
 from clausework.chunking import Piece
+from clausework.clauses import ClauseSpan
 from clausework.model.features import Vectorizer, label_words, terms
 from clausework.model.ranker import candidate_features
 from clausework.model.segmentation import Unit, headings, segment
@@ -41,15 +42,6 @@ POOLS = {"Parties": "party", "Document Name": "title", "Agreement Date": "date",
 CALIBRATION_FEATURES = 11
 PRESENCE_FEATURES = 4
 PROBABILITY_FLOOR = 1e-4
-
-
-@dataclass(frozen=True)
-class ClauseSpan:
-    category: str  # exact CUAD name
-    char_start: int  # offsets into the text passed to extract(), end exclusive
-    char_end: int
-    confidence: float  # calibrated, [0, 1]
-    answer: str  # normalized answer or ""
 
 
 @dataclass(frozen=True)
@@ -233,7 +225,7 @@ class EmbeddedExtractor:
             probabilities = self.calibrated(category, candidates).tolist()
             if self.presence(category, candidates, probabilities) < self._detect[category]:
                 continue
-            out.extend(select(candidates, probabilities, self._thresholds[category], self._max_spans[category]))
+            out.extend(keep_spans(candidates, probabilities, self._thresholds[category], self._max_spans[category]))
         return out
 
     def extract(self, text: str) -> list[ClauseSpan]:
@@ -259,7 +251,7 @@ class EmbeddedExtractor:
         return spans
 
 
-def select(
+def keep_spans(
     candidates: list[Scored], probabilities: list[float], threshold: float, max_spans: int
 ) -> list[tuple[Scored, float]]:
     """For a category judged present: its most probable candidate, plus the next non-overlapping ones

@@ -7,14 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from clausework.clauses import Span
+from clausework.clauses import ClauseSpan
 from clausework.runtime.errors import FailedPrecondition, Unavailable
 from services.llm.settings import LlmSettings
 
 
 class Result(Protocol):
     @property
-    def spans(self) -> Sequence[Span]: ...
+    def spans(self) -> Sequence[ClauseSpan]: ...
     @property
     def prompt_tokens(self) -> int: ...
     @property
@@ -37,7 +37,7 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class EmbeddedResult:
-    spans: Sequence[Span]
+    spans: Sequence[ClauseSpan]
     prompt_tokens: int = 0
     completion_tokens: int = 0
     dropped_quotes: int = 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 
-from clausework.chunking import KeywordSelector, Piece, chunk_text, passages, select
-from clausework.llm.extractor import ClauseSpan, OpenAIExtractor, merge_spans
+from clausework.chunking import KeywordSelector, Piece, chunk_text, passages, top_passages
+from clausework.clauses import ClauseSpan
+from clausework.llm.extractor import OpenAIExtractor
+from clausework.llm.grounding import merge_spans
+from clausework.llm.planner import Planner
 from clausework.llm.prompts import load_categories
 
 NBSP = "\xa0"
@@ -105,23 +107,21 @@ def test_keyword_selector_ranks_the_matching_clause_first() -> None:
         assert texts[best] == clause, name
 
 
-def test_select_takes_the_top_k_positive_and_forced_positions() -> None:
+def test_top_passages_takes_the_top_k_positive_and_forced_positions() -> None:
     scores = [0.0, 5.0, 1.0, 3.0, 0.5, 4.0]
-    assert select(scores, 2) == [1, 5]
-    assert select(scores, 2, positions=[0]) == [0, 1, 5]
-    assert select([0.0, 0.0], 3) == []
-    # Relative floor: beyond min_k, only passages within 70% of the best.
-    assert select(scores, 5, min_k=1, relative=0.7) == [1, 5]
+    assert top_passages(scores, 2) == [1, 5]
+    assert top_passages(scores, 2, positions=[0]) == [0, 1, 5]
+    assert top_passages([0.0, 0.0], 3) == []
 
 
 @pytest.fixture
-async def planner() -> AsyncIterator[OpenAIExtractor]:
-    extractor = OpenAIExtractor(base_url="http://127.0.0.1:9/v1", api_key="", model="plan", chunk_chars=3000, top_k=2)
-    yield extractor
-    await extractor.aclose()
+def planner() -> Planner:
+    categories = load_categories()
+    selector = KeywordSelector({c.name: c.description for c in categories})
+    return Planner(categories, selector, chunk_chars=3000, top_k=2)
 
 
-def test_short_text_is_one_request_with_every_category(planner: OpenAIExtractor) -> None:
+def test_short_text_is_one_request_with_every_category(planner: Planner) -> None:
     text = "This Agreement shall be governed by the laws of Texas."
     plan = planner.plan(text)
     assert len(plan) == 1
@@ -129,7 +129,7 @@ def test_short_text_is_one_request_with_every_category(planner: OpenAIExtractor)
     assert plan[0].pieces == ((0, len(text)),)
 
 
-def test_retrieval_plan_stays_within_budget_and_reaches_the_clauses(planner: OpenAIExtractor) -> None:
+def test_retrieval_plan_stays_within_budget_and_reaches_the_clauses(planner: Planner) -> None:
     text = contract(60)
     assert len(text) > 3 * planner.chunk_chars
     plan = planner.plan(text, "retrieval")
@@ -152,7 +152,7 @@ def test_retrieval_plan_stays_within_budget_and_reaches_the_clauses(planner: Ope
     assert sent_chars < sum(p.end - p.start for r in chunks for p in r.pieces)
 
 
-def test_auto_takes_retrieval_only_when_it_is_much_cheaper(planner: OpenAIExtractor) -> None:
+def test_auto_takes_retrieval_only_when_it_is_much_cheaper(planner: Planner) -> None:
     long_text = contract(60)
     retrieval, chunks = planner.plan(long_text, "retrieval"), planner.plan(long_text, "chunks")
     assert planner.prompt_chars(long_text, retrieval) <= 0.5 * planner.prompt_chars(long_text, chunks)

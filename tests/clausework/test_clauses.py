@@ -1,18 +1,8 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from clausework.clauses import ClauseSpan as Span
 from clausework.clauses import page_of, to_clauses
 from contracts.internal.v1 import document_pb2
-
-
-@dataclass
-class Span:
-    category: str
-    char_start: int
-    char_end: int
-    confidence: float
-    answer: str = ""
 
 
 def document() -> document_pb2.ParsedDocument:
@@ -35,10 +25,10 @@ def test_to_clauses_is_verbatim_sorted_and_clamped() -> None:
     clauses = to_clauses(
         parsed,
         [
-            Span("Parties", 15, 30 + 4, 1.7),
+            Span("Parties", 15, 30 + 4, 1.7, ""),
             Span("Document Name", 0, 8, -0.2, "page one"),
-            Span("Bad", 30, 10, 0.5),
-            Span("Bad", 0, 10_000, 0.5),
+            Span("Bad", 30, 10, 0.5, ""),
+            Span("Bad", 0, 10_000, 0.5, ""),
         ],
     )
     assert [c.category for c in clauses] == ["Document Name", "Parties"]

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from clausework.llm.extractor import OpenAIBackendError, OpenAIExtractor, parse_retry_after
+from clausework.llm.client import OpenAIBackendError, parse_retry_after
+from clausework.llm.extractor import OpenAIExtractor
 from clausework.llm.prompts import PROMPT_VERSION
 
 NBSP = "\xa0"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from clausework.chunking import Piece
-from clausework.model.embedded import MODEL_DIR, ClauseSpan, EmbeddedExtractor, EmbeddedSelector
+from clausework.clauses import ClauseSpan
+from clausework.model.embedded import MODEL_DIR, EmbeddedExtractor, EmbeddedSelector
 from tests.conftest import ROOT
 
 CONTRACT = (
