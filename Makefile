@@ -50,7 +50,7 @@ crossval: setup $(VENV)/.train-installed
 # N contracts from ../shared/cuad through the running stack's gateway, scored (make eval N=50).
 N ?= 20
 eval: up
-	$(PY) scripts/eval_cuad.py --n $(N)
+	$(PY) -m scripts.eval_cuad --n $(N)
 
 # The OpenAI-compatible backend with a local Qwen2.5-0.5B on the LLM_N shortest CUAD contracts: whole
 # contract (chunks) vs retrieval (embedded / keyword selector), tokens and scores (docs/llm-backends.md).

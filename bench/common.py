@@ -8,15 +8,15 @@ import os
 import platform
 import statistics
 import subprocess
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from training.data import DEFAULT_CUAD as CUAD
+
 ROOT = Path(__file__).resolve().parent.parent
-CUAD = Path(os.environ.get("CLAUSEWORK_CUAD", ROOT.parent / "shared" / "cuad"))
 MiB = 1024 * 1024
 
 
@@ -110,15 +110,6 @@ def vm_hwm(pid: int) -> int | None:
     return None
 
 
-class Stopwatch:
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-
 # ---- documents ---------------------------------------------------------------------------------------
 
 CLAUSE_TEXT = (
@@ -198,4 +189,4 @@ def cuad_with_pages(pages: int, tolerance: int = 3) -> tuple[Path, int] | None:
     return (best[1], best[2]) if best else None
 
 
-NO_CUAD = f"CUAD not found at {CUAD} (set CLAUSEWORK_CUAD); the CUAD part of this benchmark was skipped"
+NO_CUAD = f"CUAD not found at {CUAD} (set CUAD_DIR); the CUAD part of this benchmark was skipped"

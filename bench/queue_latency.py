@@ -25,11 +25,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from bench.common import percentile, text_pdf, unique
+from clausework.pipeline import TERMINAL_STATES
 from clausework.pipeline.payloads import workflow_id
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-
-TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
 
 
 async def burst(address: str, documents: int) -> tuple[list[str], float]:
@@ -51,7 +50,7 @@ async def burst(address: str, documents: int) -> tuple[list[str], float]:
         while pending:
             for extraction_id in list(pending):
                 found = await stub.GetExtraction(pb.GetExtractionRequest(id=extraction_id), timeout=10)
-                if found.state in TERMINAL:
+                if found.state in TERMINAL_STATES:
                     pending.discard(extraction_id)
             await asyncio.sleep(0.5)
         return ids, time.monotonic() - started

@@ -11,11 +11,10 @@ from pathlib import Path
 import grpc
 
 from bench.loadgen import CHANNEL_OPTIONS
+from clausework.pipeline import TERMINAL_STATES
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import PROFILES, SERVICES, Stack
-
-TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
 
 
 def bench_stack() -> Stack:
@@ -87,7 +86,7 @@ async def wait_all(address: str, ids: Iterable[str], timeout: float, poll: float
         async def check(extraction_id: str) -> None:
             async with limit:
                 answer = await stub.GetExtraction(pb.GetExtractionRequest(id=extraction_id), timeout=30)
-            if answer.state in TERMINAL:
+            if answer.state in TERMINAL_STATES:
                 done[extraction_id] = answer
                 pending.discard(extraction_id)
 
@@ -112,6 +111,6 @@ async def submit_and_wait(address: str, document: bytes, timeout: float = 300) -
         deadline = began + timeout
         while True:
             answer = await stub.GetExtraction(pb.GetExtractionRequest(id=created.id), timeout=30)
-            if answer.state in TERMINAL or time.perf_counter() > deadline:
+            if answer.state in TERMINAL_STATES or time.perf_counter() > deadline:
                 return time.perf_counter() - began, answer
             await asyncio.sleep(0.02)

@@ -26,11 +26,11 @@ from clausework.chunking import PassageSelector
 from clausework.llm.extractor import OpenAIExtractor, PlannedRequest, Strategy
 from clausework.llm.grounding import Grounder
 from services.llm.settings import LlmSettings
+from training.data import DEFAULT_CUAD
 
 TokenCounter = Callable[[str], int]
 # Tokens a chat template adds per message (role markers): a small constant for common templates.
 MESSAGE_OVERHEAD = 4
-CUAD_DIR = Path(__file__).resolve().parents[3] / "shared" / "cuad"
 
 
 def estimate_tokens(text: str) -> int:
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", type=Path, help="PDF or text files")
     parser.add_argument("--cuad", type=int, default=0, help="also the first N contracts of shared/cuad (with labels)")
-    parser.add_argument("--cuad-dir", type=Path, default=CUAD_DIR)
+    parser.add_argument("--cuad-dir", type=Path, default=DEFAULT_CUAD)
     parser.add_argument("--tokenize-url", default="", help="llama-server base URL for exact token counts")
     parser.add_argument("--chunk-chars", type=int, default=6000)
     parser.add_argument("--top-k", type=int, default=4)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from clausework.runtime.settings import ServerSettings
+from clausework.pipeline import DEFAULT_TASK_QUEUE
+from clausework.runtime.settings import ServerSettings, StoreClientSettings
 
 
-class WorkerSettings(ServerSettings):
+class WorkerSettings(StoreClientSettings, ServerSettings):
     """The worker serves only gRPC health (for probes) on its port; its work comes from Temporal."""
 
     model_config = SettingsConfigDict(env_prefix="WORKER_")
@@ -16,8 +17,7 @@ class WorkerSettings(ServerSettings):
     port: int = 50055
     temporal_address: str = Field(default="127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
-    task_queue: str = Field(default="extractions", validation_alias="TEMPORAL_TASK_QUEUE")
-    store_address: str = Field(default="127.0.0.1:50054", validation_alias="STORE_ADDRESS")
+    task_queue: str = Field(default=DEFAULT_TASK_QUEUE, validation_alias="TEMPORAL_TASK_QUEUE")
     parser_address: str = Field(default="127.0.0.1:50052", validation_alias="PARSER_ADDRESS")
     llm_address: str = Field(default="127.0.0.1:50053", validation_alias="LLM_ADDRESS")
     # Activities mostly wait on gRPC calls, so many can run at once per worker.

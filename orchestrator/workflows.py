@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from clausework.pipeline import TERMINAL_STATES
     from clausework.pipeline.payloads import (
         WORKFLOW_NAME,
         CompleteInput,
@@ -48,7 +49,6 @@ FOREVER = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
 )
 HEARTBEAT = timedelta(seconds=10)
-TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
 # Work activities are awaited until they have really stopped, so nothing they write lands after the
 # workflow deleted a cancelled extraction's objects.
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
@@ -61,7 +61,7 @@ class ExtractionWorkflow:
         extraction_id = task.extraction_id
         try:
             started = await self._status(StatusUpdate(extraction_id, pb.STATE_RUNNING, pb.STAGE_PARSING))
-            if started.state in TERMINAL:  # cancelled before this workflow's start was recorded
+            if started.state in TERMINAL_STATES:  # cancelled before this workflow's start was recorded
                 return await self._ended(task, started)
             done = await self._pipeline(task)
         except (asyncio.CancelledError, ActivityError) as error:

@@ -1,6 +1,6 @@
 """Evaluate the running stack on CUAD contracts: upload through the gateway, score with the CUAD scorer.
 
-    python scripts/eval_cuad.py [--n 20] [--address 127.0.0.1:50051] [--out out/eval]   (make eval N=20)
+    python -m scripts.eval_cuad [--n 20] [--address 127.0.0.1:50051] [--out out/eval]   (make eval N=20)
 
 Uploads N contracts from ../shared/cuad through the public API (concurrently), waits for each, writes
 predictions.jsonl ({"id", "clauses": [{"category", "text", "confidence", ...}]}) and the matching
@@ -24,10 +24,10 @@ from google.protobuf import json_format
 
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
+from training.data import DEFAULT_CUAD as CUAD
+from training.data import DEFAULT_SCORER as SCORER
 
 ROOT = Path(__file__).resolve().parent.parent
-CUAD = ROOT.parent / "shared" / "cuad"
-SCORER = ROOT.parent / "shared" / "eval" / "score_cuad.py"
 
 
 def prediction(cuad_id: str, extraction: pb.Extraction) -> dict[str, object]:

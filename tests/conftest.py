@@ -15,14 +15,14 @@ import grpc
 import pytest
 from temporalio.client import Client
 
+from clausework.pipeline import TERMINAL_STATES
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import PROFILES, Stack
 from services.store.objects import ObjectStore
+from training.data import DEFAULT_CUAD as CUAD
 
-TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
 ROOT = Path(__file__).resolve().parent.parent
-CUAD = ROOT.parent / "shared" / "cuad"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -76,7 +76,7 @@ async def wait_terminal(
     deadline = time.monotonic() + timeout
     while True:
         extraction = await gateway.GetExtraction(pb.GetExtractionRequest(id=extraction_id), timeout=10)
-        if extraction.state in TERMINAL:
+        if extraction.state in TERMINAL_STATES:
             return extraction
         if time.monotonic() > deadline:
             raise AssertionError(f"extraction {extraction_id} still {pb.State.Name(extraction.state)}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# The CUAD corpus, wherever it is read (training, bench, scripts, tests): CUAD_DIR, else ../shared/cuad.
 DEFAULT_CUAD = Path(os.environ.get("CUAD_DIR", str(ROOT.parent / "shared" / "cuad")))
 DEFAULT_SCORER = Path(os.environ.get("CUAD_SCORER", str(ROOT.parent / "shared" / "eval" / "score_cuad.py")))
 CACHE = Path(os.environ.get("CLAUSEWORK_CACHE", str(Path.home() / ".cache" / "clausework"))) / "cuad-text"

@@ -25,10 +25,10 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
+from clausework.pipeline import TERMINAL_STATES
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 
-TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
 CHUNK_BYTES = 1024 * 1024
 
 
@@ -74,7 +74,7 @@ class Client:
                     pb.WatchExtractionRequest(id=extraction_id), metadata=self.metadata, timeout=timeout
                 ):
                     yield last
-                if last is not None and last.state in TERMINAL:
+                if last is not None and last.state in TERMINAL_STATES:
                     return
             except grpc.RpcError as error:
                 if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):  # type: ignore[attr-defined]

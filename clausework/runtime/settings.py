@@ -34,3 +34,9 @@ class ServerSettings(ProcessSettings):
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+class StoreClientSettings(ProcessSettings):
+    """Mixed into the settings of every process that calls the store: one variable, one default."""
+
+    store_address: str = Field(default="127.0.0.1:50054", validation_alias="STORE_ADDRESS")

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from clausework.pipeline import TERMINAL_STATES
 from clausework.runtime.errors import InvalidArgument
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
@@ -37,7 +38,6 @@ Context = grpc.aio.ServicerContext[object, object]
 
 STORE_TIMEOUT_SECONDS = 30.0
 UPLOAD_TIMEOUT_SECONDS = 3600.0
-TERMINAL = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
 # How long CancelExtraction waits for the pipeline to stop before answering with the state as it is.
 CANCEL_WAIT_SECONDS = 10.0
 
@@ -203,7 +203,7 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
             store_pb2.CancelExtractionRequest(id=request.id, tenant=tenant), timeout=STORE_TIMEOUT_SECONDS
         )
         extraction = answer.extraction
-        if extraction.state in TERMINAL:
+        if extraction.state in TERMINAL_STATES:
             return extraction
         # The request is durable now; give the pipeline a moment to stop, so the usual answer is CANCELLED.
         remaining = context.time_remaining()

@@ -7,14 +7,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from clausework.runtime.settings import MiB, ServerSettings
+from clausework.runtime.settings import MiB, ServerSettings, StoreClientSettings
 
 
-class GatewaySettings(ServerSettings):
+class GatewaySettings(StoreClientSettings, ServerSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     port: int = 50051
-    store_address: str = Field(default="127.0.0.1:50054", validation_alias="STORE_ADDRESS")
     max_upload_bytes: int = Field(default=32 * MiB, validation_alias="MAX_UPLOAD_BYTES")
     max_stream_upload_bytes: int = Field(default=512 * MiB, validation_alias="MAX_STREAM_UPLOAD_BYTES")
     # The request envelope around the largest unary upload must fit through gRPC.

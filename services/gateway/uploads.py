@@ -14,17 +14,16 @@ from typing import TypeVar
 
 import regex  # type: ignore[import-untyped]
 
+from clausework.pipeline import MAX_FILENAME_CHARS, MAX_REQUEST_ID_CHARS
 from clausework.runtime.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from clausework.runtime.settings import MiB
 
 T = TypeVar("T")
 
 DEFAULT_FILENAME = "document.pdf"
-MAX_FILENAME_CHARS = 255
-MAX_REQUEST_ID_CHARS = 128
 # The PDF spec lets a header start anywhere in the first 1024 bytes.
 HEADER_WINDOW = 1024
-_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_REQUEST_ID = re.compile(rf"^[\x21-\x7e]{{1,{MAX_REQUEST_ID_CHARS}}}$")
 # An extension kept when a long filename is cut: a dot and 1-10 letters or digits (".pdf").
 _EXTENSION = regex.compile(r"\.[^\W_]{1,10}$")
 _GRAPHEME = regex.compile(r"\X")

@@ -8,14 +8,13 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from clausework.runtime.settings import ServerSettings
+from clausework.runtime.settings import ServerSettings, StoreClientSettings
 
 
-class LlmSettings(ServerSettings):
+class LlmSettings(StoreClientSettings, ServerSettings):
     model_config = SettingsConfigDict(env_prefix="LLM_")
 
     port: int = 50053
-    store_address: str = Field(default="127.0.0.1:50054", validation_alias="STORE_ADDRESS")
     # `embedded`: the bundled CUAD-trained model, no network or key needed. `openai`: any
     # OpenAI-compatible chat completions endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama-server).
     backend: Literal["embedded", "openai"] = "embedded"

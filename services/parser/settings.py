@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 
-from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from clausework.runtime.settings import ServerSettings
+from clausework.runtime.settings import ServerSettings, StoreClientSettings
 
 
-class ParserSettings(ServerSettings):
+class ParserSettings(StoreClientSettings, ServerSettings):
     model_config = SettingsConfigDict(env_prefix="PARSER_")
 
     port: int = 50052
-    store_address: str = Field(default="127.0.0.1:50054", validation_alias="STORE_ADDRESS")
     # Documents parsed at once; each holds its PDF and text in memory, so this bounds memory too.
     concurrency: int = max(1, os.cpu_count() or 1)
     object_timeout_seconds: float = 120.0

@@ -32,6 +32,7 @@ import asyncpg
 from google.protobuf import json_format, timestamp_pb2
 from prometheus_client import Counter
 
+from clausework.pipeline import MAX_FILENAME_CHARS, MAX_REQUEST_ID_CHARS, TERMINAL_STATES
 from clausework.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, register_transient
 from clausework.runtime.telemetry import current_trace_carrier
 from contracts.internal.v1 import llm_pb2
@@ -42,9 +43,6 @@ from services.store.pagetokens import PageTokens
 
 log = logging.getLogger(__name__)
 
-TERMINAL_STATES = (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED)
-MAX_REQUEST_ID_CHARS = 128
-MAX_FILENAME_CHARS = 255
 DEFAULT_TENANT = "default"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500

@@ -30,12 +30,13 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from clausework.pipeline import TERMINAL_STATES
 from clausework.pipeline.payloads import WORKFLOW_NAME, ExtractionInput, workflow_id
 from clausework.pipeline.search import extraction_attributes, use_search_attributes
 from clausework.runtime.telemetry import continued_trace
 from contracts.v1 import extraction_pb2 as pb
 from services.store.changes import ChangeFeed
-from services.store.extractions import EXTRACTIONS, TERMINAL_STATES
+from services.store.extractions import EXTRACTIONS
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from clausework.pipeline import DEFAULT_TASK_QUEUE
 from clausework.runtime.settings import ServerSettings
 
 
@@ -26,7 +27,7 @@ class StoreSettings(ServerSettings):
     # The outbox relay (services/store/relay.py) starts workflows and delivers cancels through Temporal.
     temporal_address: str = Field(default="127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
-    task_queue: str = Field(default="extractions", validation_alias="TEMPORAL_TASK_QUEUE")
+    task_queue: str = Field(default=DEFAULT_TASK_QUEUE, validation_alias="TEMPORAL_TASK_QUEUE")
     relay_poll_seconds: float = 2.0
     # Signs ListExtractions page tokens; the same on every replica (a Secret in production). Unset: a
     # random key per process, logged, so tokens do not survive a restart or cross replicas.

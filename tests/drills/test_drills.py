@@ -31,13 +31,13 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from clausework.pipeline import TERMINAL_STATES
 from clausework.pipeline.payloads import workflow_id
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
 from services.store.objects import ObjectStore
 from tests import pdfs
-from tests.conftest import TERMINAL
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
 
@@ -177,7 +177,7 @@ async def wait_all(gateway: Gateway, ids: list[str], timeout: float) -> dict[str
                 continue
             request = pb.GetExtractionRequest(id=extraction_id)
             extraction = await retrying(functools.partial(gateway.GetExtraction, request, timeout=10), deadline)
-            if extraction.state in TERMINAL:
+            if extraction.state in TERMINAL_STATES:
                 done[extraction_id] = extraction
         if time.monotonic() > deadline:
             pending = [i for i in ids if i not in done]
@@ -372,7 +372,7 @@ async def test_drill(drill: Drill, stack: Stack, gateway: Gateway, objects: Obje
     ids = await submit_batch(gateway, drill.name)
     await wait_until_busy(gateway, ids)
     states = [(await gateway.GetExtraction(pb.GetExtractionRequest(id=i), timeout=10)).state for i in ids]
-    assert sum(s not in TERMINAL for s in states) >= len(ids) // 2, "the fault must hit a batch still in flight"
+    assert sum(s not in TERMINAL_STATES for s in states) >= len(ids) // 2, "the fault must hit a batch still in flight"
     try:
         await asyncio.to_thread(drill.fault, stack)
     finally:
@@ -578,7 +578,7 @@ async def test_cancels_at_random_moments(
         await asyncio.sleep(max(0.0, submitted + delay - time.monotonic()))
         seen = await gateway.GetExtraction(pb.GetExtractionRequest(id=extraction_id), timeout=30)
         answer = await gateway.CancelExtraction(pb.CancelExtractionRequest(id=extraction_id), timeout=60)
-        return pb.Stage.Name(seen.stage) if seen.state not in TERMINAL else "done", pb.State.Name(answer.state)
+        return pb.Stage.Name(seen.stage) if seen.state not in TERMINAL_STATES else "done", pb.State.Name(answer.state)
 
     answers = await asyncio.gather(*(cancel(i, d) for i, d in zip(ids, delays, strict=True)), return_exceptions=True)
     errors = [a for a in answers if isinstance(a, BaseException)]

@@ -17,6 +17,7 @@ import pymupdf
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from clausework.pipeline import TERMINAL_STATES
 from clausework.pipeline.payloads import workflow_id
 from clausework.runtime.errors import error_reason
 from contracts.v1 import extraction_pb2 as pb
@@ -25,7 +26,6 @@ from deploy.local.stack import Stack
 from services.gateway.auth import hash_key
 from services.store.objects import ObjectStore
 from tests import pdfs
-from tests.conftest import TERMINAL
 
 MiB = 1024 * 1024
 KEYS = {"tenant-a": "key-a-" + "x" * 32, "tenant-b": "key-b-" + "y" * 32}
@@ -122,7 +122,7 @@ async def test_watch_streams_every_change_and_ends_terminal(channels: dict[str, 
     updates = await finish(api, "tenant-a", created.id)
     assert updates[0].id == created.id
     assert updates[-1].state == pb.STATE_SUCCEEDED
-    assert all(u.state not in TERMINAL for u in updates[:-1])
+    assert all(u.state not in TERMINAL_STATES for u in updates[:-1])
     stages = [u.stage for u in updates]
     assert stages == sorted(stages), "stages only move forward"
     assert pb.STAGE_EXTRACTING in stages or pb.STAGE_STORING in stages or len(updates) >= 2

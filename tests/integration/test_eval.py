@@ -16,9 +16,9 @@ from tests.conftest import ROOT, cuad_available
 @pytest.mark.skipif(not cuad_available(), reason="../shared/cuad is not here")
 def test_eval_scores_contracts_uploaded_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "eval_cuad.py"), "--n", "2", "--address", stack.gateway_address,
+        [sys.executable, "-m", "scripts.eval_cuad", "--n", "2", "--address", stack.gateway_address,
          "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr + done.stdout
     assert "detection P=" in done.stdout and "spans P=" in done.stdout

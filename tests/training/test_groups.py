@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from training.data import DEFAULT_CUAD as CUAD
 from training.data import Contract, folds
 from training.groups import (
     cv_folds,
@@ -17,8 +17,6 @@ from training.groups import (
     overlapping_pairs,
     shingles,
 )
-
-CUAD = Path(__file__).resolve().parents[2].parent / "shared" / "cuad"
 
 # Spelling variants of one filer in the CUAD dev split (old-style and new-style EDGAR file names).
 VARIANTS = [

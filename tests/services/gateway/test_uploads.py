@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 import pytest
 import regex  # type: ignore[import-untyped]
 
+from clausework.pipeline import MAX_FILENAME_CHARS
 from clausework.runtime.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from services.gateway.uploads import (
     DEFAULT_FILENAME,
-    MAX_FILENAME_CHARS,
     check_content,
     check_declared_size,
     check_request_id,
