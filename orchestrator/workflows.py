@@ -1,5 +1,8 @@
 """ExtractionWorkflow: parse → extract → store, with per-activity timeouts and retry policies.
 
+Three activities a document: each work activity records its own stage in the store (the activities
+are the only writers of state and stage); a separate write only ends a failed or cancelled one.
+
 Transient faults (a service restarting, a deadline) are retried with backoff until the activity's
 schedule-to-close budget runs out; errors caused by the document are not retried: the extraction is
 marked FAILED with the service's reason and the workflow fails with it.
@@ -7,7 +10,8 @@ marked FAILED with the service's reason and the workflow fails with it.
 The row and the workflow always agree on how it ended: the workflow never ends before the row records
 a terminal state (that last write is retried without limit), and it ends the way the row says — so a
 cancel that lost the race to completion ends COMPLETED, and a row cancelled before its workflow was
-recorded as started ends the workflow CANCELED at its first step.
+recorded as started ends the workflow CANCELED at its first step (the parse activity's first write
+answers with the row's state and parses nothing).
 """
 
 from __future__ import annotations
@@ -60,31 +64,28 @@ class ExtractionWorkflow:
     async def run(self, task: ExtractionInput) -> ExtractionOutcome:
         extraction_id = task.extraction_id
         try:
-            started = await self._status(StatusUpdate(extraction_id, pb.STATE_RUNNING, pb.STAGE_PARSING))
-            if started.state in TERMINAL_STATES:  # cancelled before this workflow's start was recorded
-                return await self._ended(task, started)
             done = await self._pipeline(task)
         except (asyncio.CancelledError, ActivityError) as error:
-            if is_cancelled_exception(error):
-                # CancelExtraction: in-flight activities are cancelled through their heartbeats; record it.
-                workflow.logger.info("extraction cancelled", extra={"extraction_id": extraction_id})
-                update = StatusUpdate(extraction_id, pb.STATE_CANCELLED, pb.STAGE_DONE, final=True)
-            elif isinstance(error, ActivityError):
+            if isinstance(error, ActivityError) and not is_cancelled_exception(error):
                 code, message = _failure_reason(error)
                 workflow.logger.info("extraction failed", extra={"extraction_id": extraction_id, "code": code})
                 update = StatusUpdate(
                     extraction_id, pb.STATE_FAILED, pb.STAGE_DONE, error_code=code, error_message=message, final=True
                 )
-            else:
-                raise
+            else:  # CancelExtraction: in-flight activities are cancelled through their heartbeats; record it.
+                workflow.logger.info("extraction cancelled", extra={"extraction_id": extraction_id})
+                update = StatusUpdate(extraction_id, pb.STATE_CANCELLED, pb.STAGE_DONE, final=True)
             return await self._ended(task, await self._record_end(update))
+        if isinstance(done, StatusOutput):  # cancelled before this workflow's start was recorded
+            return await self._ended(task, done)
         return ExtractionOutcome(extraction_id, done.clause_count, done.result_key)
 
-    async def _pipeline(self, task: ExtractionInput) -> CompleteOutput:
+    async def _pipeline(self, task: ExtractionInput) -> CompleteOutput | StatusOutput:
+        """The result, or the row's state when it was terminal before the first step."""
         extraction_id = task.extraction_id
         parsed = await workflow.execute_activity_method(
             ExtractionActivities.parse_document,
-            ParseInput(source_key=task.document_key, target_key=parsed_key(extraction_id)),
+            ParseInput(extraction_id, source_key=task.document_key, target_key=parsed_key(extraction_id)),
             start_to_close_timeout=timedelta(minutes=10),
             schedule_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=HEARTBEAT,
@@ -92,33 +93,17 @@ class ExtractionWorkflow:
             cancellation_type=WAIT,
         )
         _stop_if_cancelled()
-        await self._status(
-            StatusUpdate(
-                extraction_id,
-                pb.STATE_RUNNING,
-                pb.STAGE_EXTRACTING,
-                page_count=parsed.page_count,
-                char_count=parsed.char_count,
-                pages_parsed=parsed.page_count,
-                pages_total=parsed.page_count,
-            )
-        )
+        if parsed.ended is not None and parsed.ended.state in TERMINAL_STATES:
+            return parsed.ended
         await workflow.execute_activity_method(
             ExtractionActivities.extract_clauses,
-            ExtractInput(
-                source_key=parsed_key(extraction_id),
-                target_key=clauses_key(extraction_id),
-                extraction_id=extraction_id,
-                pages_total=parsed.page_count,
-            ),
+            ExtractInput(extraction_id, source_key=parsed_key(extraction_id), target_key=clauses_key(extraction_id)),
             start_to_close_timeout=timedelta(minutes=30),
             schedule_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=HEARTBEAT,
             retry_policy=TRANSIENT_RETRIES,
             cancellation_type=WAIT,
         )
-        _stop_if_cancelled()
-        await self._status(StatusUpdate(extraction_id, pb.STATE_RUNNING, pb.STAGE_STORING))
         _stop_if_cancelled()
         return await self._complete(extraction_id)
 
@@ -144,7 +129,7 @@ class ExtractionWorkflow:
 
     async def _record_end(self, update: StatusUpdate) -> StatusOutput:
         """The final write, which a (further) cancel request must not interrupt."""
-        write = asyncio.ensure_future(self._status(update))
+        write = asyncio.ensure_future(self._final_write(update))
         while True:
             try:
                 return await asyncio.shield(write)
@@ -153,14 +138,14 @@ class ExtractionWorkflow:
                     raise
                 continue
 
-    async def _status(self, update: StatusUpdate) -> StatusOutput:
+    async def _final_write(self, update: StatusUpdate) -> StatusOutput:
         return await workflow.execute_activity_method(
             ExtractionActivities.update_status,
             update,
             start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=None if update.final else timedelta(minutes=30),
+            schedule_to_close_timeout=None,
             heartbeat_timeout=HEARTBEAT,
-            retry_policy=FOREVER if update.final else TRANSIENT_RETRIES,
+            retry_policy=FOREVER,
         )
 
 

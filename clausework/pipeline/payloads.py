@@ -39,6 +39,8 @@ class ExtractionOutcome:
 
 @dataclass(frozen=True)
 class StatusUpdate:
+    """The final write of a failed or cancelled extraction (the work activities record the others)."""
+
     extraction_id: str
     state: int  # contracts.v1.State
     stage: int  # contracts.v1.Stage
@@ -63,6 +65,7 @@ class StatusOutput:
 
 @dataclass(frozen=True)
 class ParseInput:
+    extraction_id: str
     source_key: str
     target_key: str
 
@@ -71,14 +74,16 @@ class ParseInput:
 class ParseOutput:
     page_count: int
     char_count: int
+    # Set when the row was already terminal at the first step (cancelled before the start was recorded):
+    # nothing was parsed, and the workflow ends the way the row says.
+    ended: StatusOutput | None = None
 
 
 @dataclass(frozen=True)
 class ExtractInput:
+    extraction_id: str
     source_key: str
     target_key: str
-    extraction_id: str = ""  # for progress reports
-    pages_total: int = 0
 
 
 @dataclass(frozen=True)

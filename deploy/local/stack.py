@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clausework.pipeline import search
-from services.store.objects import ObjectStore
+    from services.store.objects import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -393,6 +392,8 @@ class Stack:
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
             "--log-level", "warn",
         ]  # fmt: skip
+        from clausework.pipeline import search
+
         for key in search.REQUIRED:  # the attributes our workflows carry, registered at start-dev
             command += ["--search-attribute", f"{key.name}={search.KIND}"]
         if p.headless:

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,42 +358,26 @@ class ExtractionStore:
         char_count: int = 0,
         error: pb.ExtractionError | None = None,
         progress: pb.Progress | None = None,
+        mask: Sequence[str] = (),
     ) -> pb.Extraction:
-        """Move to state/stage unless already terminal; a no-op on terminal rows (safe to retry).
+        """Move to state/stage and record progress unless already terminal; a no-op on terminal rows
+        (safe to retry). `mask` (AIP-134) names the fields to write; empty: all of them.
 
         Returns the extraction as it is now, so the caller sees whether its move won. Ending FAILED or
         CANCELLED deletes the extraction's intermediate objects (on every call, so a retry finishes it).
         """
         ident = parse_id(extraction_id)
-        if state == pb.STATE_SUCCEEDED:
-            raise InvalidArgument("use CompleteExtraction to mark an extraction SUCCEEDED")
-        if state == pb.STATE_UNSPECIFIED or stage == pb.STAGE_UNSPECIFIED:
-            raise InvalidArgument("state and stage are required")
-        failed = error is not None and bool(error.code)
+        columns = _update_columns(state, stage, page_count, char_count, error, progress, mask)
+        assignments = ", ".join(f"{column} = ${index}" for index, column in enumerate(columns, start=3))
         async with self._pool.acquire() as connection:
             changed = await connection.fetchval(
-                "UPDATE extractions SET state = $2, stage = $3, error_code = $4, error_message = $5,"
-                " page_count = COALESCE(NULLIF($7, 0), page_count), char_count = COALESCE(NULLIF($8, 0), char_count),"
-                " pages_parsed = CASE WHEN $9 THEN $10 ELSE pages_parsed END,"
-                " pages_total = CASE WHEN $9 THEN $11 ELSE pages_total END,"
-                " chunks_done = CASE WHEN $9 THEN $12 ELSE chunks_done END,"
-                " chunks_total = CASE WHEN $9 THEN $13 ELSE chunks_total END,"
-                " update_time = now() WHERE id = $1 AND state <> ALL($6::smallint[]) RETURNING id",
+                f"UPDATE extractions SET {assignments}, update_time = now()"
+                " WHERE id = $1 AND state <> ALL($2::smallint[]) RETURNING id",
                 ident,
-                state,
-                stage,
-                error.code if failed and error is not None else None,
-                error.message if failed and error is not None else None,
                 list(TERMINAL_STATES),
-                page_count,
-                char_count,
-                progress is not None,
-                progress.pages_parsed if progress is not None else 0,
-                progress.pages_total if progress is not None else 0,
-                progress.chunks_done if progress is not None else 0,
-                progress.chunks_total if progress is not None else 0,
+                *columns.values(),
             )
-        if changed is not None and state in TERMINAL_STATES:
+        if changed is not None and "state" in columns and state in TERMINAL_STATES:
             EXTRACTIONS.labels(pb.State.Name(state).removeprefix("STATE_")).inc()  # type: ignore[arg-type]
         extraction, _ = await self.get(extraction_id, with_clauses=False)
         if extraction.state in (pb.STATE_FAILED, pb.STATE_CANCELLED):
@@ -532,3 +516,55 @@ class ExtractionStore:
             extracted.usage.prompt_tokens,
             extracted.usage.completion_tokens,
         )
+
+
+PROGRESS_FIELDS = ("pages_parsed", "pages_total", "chunks_done", "chunks_total")
+MASKABLE = frozenset({"state", "stage", "page_count", "char_count", "error", "progress"}) | {
+    f"progress.{name}" for name in PROGRESS_FIELDS
+}
+
+
+def _update_columns(
+    state: int,
+    stage: int,
+    page_count: int,
+    char_count: int,
+    error: pb.ExtractionError | None,
+    progress: pb.Progress | None,
+    mask: Sequence[str],
+) -> dict[str, object]:
+    """The columns an UpdateExtraction writes, and their values; checks the request."""
+    unknown = set(mask) - MASKABLE
+    if unknown:
+        raise InvalidArgument(f"update_mask: unknown paths {sorted(unknown)}")
+    paths = (
+        set(mask)
+        if mask
+        else {"state", "stage", "page_count", "char_count", "error"} | ({"progress"} if progress is not None else set())
+    )
+    columns: dict[str, object] = {}
+    if "state" in paths:
+        if state == pb.STATE_SUCCEEDED:
+            raise InvalidArgument("use CompleteExtraction to mark an extraction SUCCEEDED")
+        if state == pb.STATE_UNSPECIFIED:
+            raise InvalidArgument("state is required")
+        columns["state"] = state
+    if "stage" in paths:
+        if stage == pb.STAGE_UNSPECIFIED:
+            raise InvalidArgument("stage is required")
+        columns["stage"] = stage
+    if "error" in paths:
+        failed = error is not None and bool(error.code)
+        columns["error_code"] = error.code if failed and error is not None else None
+        columns["error_message"] = error.message if failed and error is not None else None
+    if "page_count" in paths and page_count:  # 0: unknown, leaves it unchanged
+        columns["page_count"] = page_count
+    if "char_count" in paths and char_count:
+        columns["char_count"] = char_count
+    given = progress or pb.Progress()
+    for name in PROGRESS_FIELDS:
+        if "progress" in paths or f"progress.{name}" in paths:
+            columns[name] = getattr(given, name)
+    if not columns:
+        raise InvalidArgument("nothing to update")
+    return columns

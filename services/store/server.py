@@ -71,6 +71,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             char_count=request.char_count,
             error=request.error if request.HasField("error") else None,
             progress=request.progress if request.HasField("progress") else None,
+            mask=list(request.update_mask.paths),
         )
         return store_pb2.UpdateExtractionResponse(extraction=extraction)
 

@@ -229,9 +229,11 @@ async def test_metrics_count_calls_codes_pages_chunks_and_states(observed: Obser
         assert (
             delta(observed, "worker", "clausework_worker_activities_total", activity=activity, outcome="completed") == 1
         )
+    # Three activities a document: the work activities record their own stages; update_status only ends
+    # failed or cancelled extractions.
     assert (
         delta(observed, "worker", "clausework_worker_activities_total", activity="update_status", outcome="completed")
-        >= 3
+        == 0
     )
     # The Temporal SDK's own metrics, from the worker's second port.
     assert "temporal_workflow_completed" in observed.temporal_sdk_metrics

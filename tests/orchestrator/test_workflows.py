@@ -1,5 +1,6 @@
 """ExtractionWorkflow's control flow, with activities replaced by fault-injecting fakes on a real
-(local dev) Temporal server: retries for transient errors, none for bad input, FAILED state recorded."""
+(local dev) Temporal server: retries for transient errors, none for bad input, FAILED state recorded.
+The fakes record status writes where the real activities make them (each work activity its own stage)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from clausework.pipeline import TERMINAL_STATES
 from clausework.pipeline.payloads import (
     CompleteInput,
     CompleteOutput,
@@ -36,17 +38,24 @@ class Fakes:
         self.parse_attempts = 0
         self.updates: list[StatusUpdate] = []
 
-    @activity.defn(name="update_status")
-    async def update_status(self, update: StatusUpdate) -> StatusOutput:
+    def record(self, update: StatusUpdate) -> StatusOutput:
         self.updates.append(update)
         return StatusOutput(update.state, update.error_code, update.error_message)
 
+    @activity.defn(name="update_status")
+    async def update_status(self, update: StatusUpdate) -> StatusOutput:
+        return self.record(update)
+
     @activity.defn(name="parse_document")
     async def parse_document(self, task: ParseInput) -> ParseOutput:
+        started = self.record(StatusUpdate(task.extraction_id, pb.STATE_RUNNING, pb.STAGE_PARSING))
+        if started.state in TERMINAL_STATES:
+            return ParseOutput(0, 0, ended=started)
         self.parse_attempts += 1
         if self.parse_failures:
             raise self.parse_failures.pop(0)
         assert task.target_key.endswith("/parsed.pb")
+        self.record(StatusUpdate(task.extraction_id, pb.STATE_RUNNING, pb.STAGE_EXTRACTING, page_count=3))
         return ParseOutput(page_count=3, char_count=100)
 
     @activity.defn(name="extract_clauses")
@@ -55,6 +64,7 @@ class Fakes:
 
     @activity.defn(name="complete_extraction")
     async def complete_extraction(self, task: CompleteInput) -> CompleteOutput:
+        self.record(StatusUpdate(task.extraction_id, pb.STATE_RUNNING, pb.STAGE_STORING))
         return CompleteOutput(clause_count=2, result_key=f"results/{task.extraction_id}.json")
 
 
@@ -117,16 +127,20 @@ class RowFakes(Fakes):
         self.final_failures = final_failures
         self.final_attempts = 0
 
-    @activity.defn(name="update_status")
-    async def update_status(self, update: StatusUpdate) -> StatusOutput:
+    def record(self, update: StatusUpdate) -> StatusOutput:
         self.updates.append(update)
-        if update.final:
-            self.final_attempts += 1
-            if self.final_attempts <= self.final_failures:  # the database is away, for longer than any budget
-                raise ApplicationError("database unavailable", type="INTERNAL")
-        if self.state not in (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_CANCELLED):
+        if self.state not in TERMINAL_STATES:
             self.state = update.state
         return StatusOutput(self.state)
+
+    @activity.defn(name="update_status")
+    async def update_status(self, update: StatusUpdate) -> StatusOutput:
+        assert update.final, "only the final write is an activity of its own"
+        self.final_attempts += 1
+        if self.final_attempts <= self.final_failures:  # the database is away, for longer than any budget
+            self.updates.append(update)
+            raise ApplicationError("database unavailable", type="INTERNAL")
+        return self.record(update)
 
 
 async def test_a_row_cancelled_before_the_start_was_recorded_ends_the_workflow_cancelled(

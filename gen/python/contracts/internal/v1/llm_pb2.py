@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from contracts.v1 import extraction_pb2 as contracts_dot_v1_dot_extraction__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ontracts/internal/v1/llm.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\"k\n\x15\x45xtractClausesRequest\x12\x12\n\nsource_key\x18\x01 \x01(\t\x12\x12\n\ntarget_key\x18\x02 \x01(\t\x12\x15\n\rextraction_id\x18\x03 \x01(\t\x12\x13\n\x0bpages_total\x18\x04 \x01(\x05\"y\n\x16\x45xtractClausesResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.contracts.v1.Usage\x12\x16\n\x0e\x64ropped_quotes\x18\x04 \x01(\x05\"l\n\x10\x45xtractedClauses\x12%\n\x07\x63lauses\x18\x01 \x03(\x0b\x32\x14.contracts.v1.Clause\x12\r\n\x05model\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.contracts.v1.Usage2{\n\nLlmService\x12m\n\x0e\x45xtractClauses\x12,.contracts.internal.v1.ExtractClausesRequest\x1a-.contracts.internal.v1.ExtractClausesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ontracts/internal/v1/llm.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\"i\n\x15\x45xtractClausesRequest\x12\x12\n\nsource_key\x18\x01 \x01(\t\x12\x12\n\ntarget_key\x18\x02 \x01(\t\x12\x15\n\rextraction_id\x18\x03 \x01(\tJ\x04\x08\x04\x10\x05R\x0bpages_total\"\x9f\x01\n\x16\x45xtractClausesResponse\x12=\n\x08progress\x18\x01 \x01(\x0b\x32).contracts.internal.v1.ExtractionProgressH\x00\x12=\n\x06result\x18\x02 \x01(\x0b\x32+.contracts.internal.v1.ExtractClausesResultH\x00\x42\x07\n\x05\x65vent\"?\n\x12\x45xtractionProgress\x12\x13\n\x0b\x63hunks_done\x18\x01 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\x02 \x01(\x05\"w\n\x14\x45xtractClausesResult\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.contracts.v1.Usage\x12\x16\n\x0e\x64ropped_quotes\x18\x04 \x01(\x05\"l\n\x10\x45xtractedClauses\x12%\n\x07\x63lauses\x18\x01 \x03(\x0b\x32\x14.contracts.v1.Clause\x12\r\n\x05model\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.contracts.v1.Usage2}\n\nLlmService\x12o\n\x0e\x45xtractClauses\x12,.contracts.internal.v1.ExtractClausesRequest\x1a-.contracts.internal.v1.ExtractClausesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'contracts.internal.v1.llm_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXTRACTCLAUSESREQUEST']._serialized_start=89
-  _globals['_EXTRACTCLAUSESREQUEST']._serialized_end=196
-  _globals['_EXTRACTCLAUSESRESPONSE']._serialized_start=198
-  _globals['_EXTRACTCLAUSESRESPONSE']._serialized_end=319
-  _globals['_EXTRACTEDCLAUSES']._serialized_start=321
-  _globals['_EXTRACTEDCLAUSES']._serialized_end=429
-  _globals['_LLMSERVICE']._serialized_start=431
-  _globals['_LLMSERVICE']._serialized_end=554
+  _globals['_EXTRACTCLAUSESREQUEST']._serialized_end=194
+  _globals['_EXTRACTCLAUSESRESPONSE']._serialized_start=197
+  _globals['_EXTRACTCLAUSESRESPONSE']._serialized_end=356
+  _globals['_EXTRACTIONPROGRESS']._serialized_start=358
+  _globals['_EXTRACTIONPROGRESS']._serialized_end=421
+  _globals['_EXTRACTCLAUSESRESULT']._serialized_start=423
+  _globals['_EXTRACTCLAUSESRESULT']._serialized_end=542
+  _globals['_EXTRACTEDCLAUSES']._serialized_start=544
+  _globals['_EXTRACTEDCLAUSES']._serialized_end=652
+  _globals['_LLMSERVICE']._serialized_start=654
+  _globals['_LLMSERVICE']._serialized_end=779
 # @@protoc_insertion_point(module_scope)

@@ -28,26 +28,22 @@ class ExtractClausesRequest(_message.Message):
     SOURCE_KEY_FIELD_NUMBER: _builtins.int
     TARGET_KEY_FIELD_NUMBER: _builtins.int
     EXTRACTION_ID_FIELD_NUMBER: _builtins.int
-    PAGES_TOTAL_FIELD_NUMBER: _builtins.int
     source_key: _builtins.str
     """Object key of the serialized ParsedDocument."""
     target_key: _builtins.str
     """Object key to write the serialized ExtractedClauses to; overwritten if present (idempotent)."""
     extraction_id: _builtins.str
-    """When set, progress (chunks done of total) is reported to the store for this extraction."""
-    pages_total: _builtins.int
-    """Pages of the document, reported alongside (progress replaces all four counters)."""
+    """For logs only."""
     def __init__(
         self,
         *,
         source_key: _builtins.str = ...,
         target_key: _builtins.str = ...,
         extraction_id: _builtins.str = ...,
-        pages_total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["extraction_id", b"extraction_id", "pages_total", b"pages_total", "source_key", b"source_key", "target_key", b"target_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extraction_id", b"extraction_id", "source_key", b"source_key", "target_key", b"target_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -55,7 +51,59 @@ Global___ExtractClausesRequest: _TypeAlias = ExtractClausesRequest  # noqa: Y015
 
 @_typing.final
 class ExtractClausesResponse(_message.Message):
-    """Response for ExtractClauses."""
+    """One message of an ExtractClauses stream: progress, any number of times, then the result, once."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> Global___ExtractionProgress: ...
+    @_builtins.property
+    def result(self) -> Global___ExtractClausesResult: ...
+    def __init__(
+        self,
+        *,
+        progress: Global___ExtractionProgress | None = ...,
+        result: Global___ExtractClausesResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "result"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___ExtractClausesResponse: _TypeAlias = ExtractClausesResponse  # noqa: Y015
+
+@_typing.final
+class ExtractionProgress(_message.Message):
+    """Chunks of text the backend has worked through (the embedded model: one a document)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNKS_DONE_FIELD_NUMBER: _builtins.int
+    CHUNKS_TOTAL_FIELD_NUMBER: _builtins.int
+    chunks_done: _builtins.int
+    chunks_total: _builtins.int
+    def __init__(
+        self,
+        *,
+        chunks_done: _builtins.int = ...,
+        chunks_total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks_done", b"chunks_done", "chunks_total", b"chunks_total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExtractionProgress: _TypeAlias = ExtractionProgress  # noqa: Y015
+
+@_typing.final
+class ExtractClausesResult(_message.Message):
+    """The last message of an ExtractClauses stream."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -84,7 +132,7 @@ class ExtractClausesResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ExtractClausesResponse: _TypeAlias = ExtractClausesResponse  # noqa: Y015
+Global___ExtractClausesResult: _TypeAlias = ExtractClausesResult  # noqa: Y015
 
 @_typing.final
 class ExtractedClauses(_message.Message):

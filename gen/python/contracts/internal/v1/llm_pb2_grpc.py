@@ -35,7 +35,7 @@ class LlmServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.ExtractClauses = channel.unary_unary(
+        self.ExtractClauses = channel.unary_stream(
                 '/contracts.internal.v1.LlmService/ExtractClauses',
                 request_serializer=contracts_dot_internal_dot_v1_dot_llm__pb2.ExtractClausesRequest.SerializeToString,
                 response_deserializer=contracts_dot_internal_dot_v1_dot_llm__pb2.ExtractClausesResponse.FromString,
@@ -48,6 +48,8 @@ class LlmServiceServicer:
 
     def ExtractClauses(self, request, context):
         """Reads the ParsedDocument at source_key and writes an ExtractedClauses message to target_key.
+        Streams progress (chunks done of total) while it works and ends with the result; it writes no
+        state: the caller records progress.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -56,7 +58,7 @@ class LlmServiceServicer:
 
 def add_LlmServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'ExtractClauses': grpc.unary_unary_rpc_method_handler(
+            'ExtractClauses': grpc.unary_stream_rpc_method_handler(
                     servicer.ExtractClauses,
                     request_deserializer=contracts_dot_internal_dot_v1_dot_llm__pb2.ExtractClausesRequest.FromString,
                     response_serializer=contracts_dot_internal_dot_v1_dot_llm__pb2.ExtractClausesResponse.SerializeToString,
@@ -84,7 +86,7 @@ class LlmService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/contracts.internal.v1.LlmService/ExtractClauses',

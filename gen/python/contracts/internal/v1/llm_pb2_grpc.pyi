@@ -33,16 +33,22 @@ class LlmServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> LlmServiceAsyncStub: ...
-    ExtractClauses: _grpc.UnaryUnaryMultiCallable[_llm_pb2.ExtractClausesRequest, _llm_pb2.ExtractClausesResponse]
-    """Reads the ParsedDocument at source_key and writes an ExtractedClauses message to target_key."""
+    ExtractClauses: _grpc.UnaryStreamMultiCallable[_llm_pb2.ExtractClausesRequest, _llm_pb2.ExtractClausesResponse]
+    """Reads the ParsedDocument at source_key and writes an ExtractedClauses message to target_key.
+    Streams progress (chunks done of total) while it works and ends with the result; it writes no
+    state: the caller records progress.
+    """
 
 @_typing.type_check_only
 class LlmServiceAsyncStub(LlmServiceStub):
     """LlmService extracts CUAD clauses from a stored ParsedDocument."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    ExtractClauses: _aio.UnaryUnaryMultiCallable[_llm_pb2.ExtractClausesRequest, _llm_pb2.ExtractClausesResponse]  # type: ignore[assignment]
-    """Reads the ParsedDocument at source_key and writes an ExtractedClauses message to target_key."""
+    ExtractClauses: _aio.UnaryStreamMultiCallable[_llm_pb2.ExtractClausesRequest, _llm_pb2.ExtractClausesResponse]  # type: ignore[assignment]
+    """Reads the ParsedDocument at source_key and writes an ExtractedClauses message to target_key.
+    Streams progress (chunks done of total) while it works and ends with the result; it writes no
+    state: the caller records progress.
+    """
 
 class LlmServiceServicer(metaclass=_abc_1.ABCMeta):
     """LlmService extracts CUAD clauses from a stored ParsedDocument."""
@@ -52,7 +58,10 @@ class LlmServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _llm_pb2.ExtractClausesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_llm_pb2.ExtractClausesResponse, _abc.Awaitable[_llm_pb2.ExtractClausesResponse]]:
-        """Reads the ParsedDocument at source_key and writes an ExtractedClauses message to target_key."""
+    ) -> _typing.Union[_abc.Iterator[_llm_pb2.ExtractClausesResponse], _abc.AsyncIterator[_llm_pb2.ExtractClausesResponse]]:
+        """Reads the ParsedDocument at source_key and writes an ExtractedClauses message to target_key.
+        Streams progress (chunks done of total) while it works and ends with the result; it writes no
+        state: the caller records progress.
+        """
 
 def add_LlmServiceServicer_to_server(servicer: LlmServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from contracts.v1 import extraction_pb2 as _extraction_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
@@ -261,6 +262,7 @@ class UpdateExtractionRequest(_message.Message):
     CHAR_COUNT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: _extraction_pb2.State.ValueType
     stage: _extraction_pb2.Stage.ValueType
@@ -273,7 +275,13 @@ class UpdateExtractionRequest(_message.Message):
 
     @_builtins.property
     def progress(self) -> _extraction_pb2.Progress:
-        """When set, replaces the stored progress."""
+        """Without an update mask: when set, replaces the stored progress."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to write (AIP-134): "state", "stage", "page_count", "char_count", "error", "progress"
+        or one of its fields ("progress.chunks_done", ...). Empty: every field above, as described there.
+        """
 
     def __init__(
         self,
@@ -285,10 +293,11 @@ class UpdateExtractionRequest(_message.Message):
         char_count: _builtins.int = ...,
         error: _extraction_pb2.ExtractionError | None = ...,
         progress: _extraction_pb2.Progress | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "progress", b"progress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "progress", b"progress", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["char_count", b"char_count", "error", b"error", "id", b"id", "page_count", b"page_count", "progress", b"progress", "stage", b"stage", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["char_count", b"char_count", "error", b"error", "id", b"id", "page_count", b"page_count", "progress", b"progress", "stage", b"stage", "state", b"state", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

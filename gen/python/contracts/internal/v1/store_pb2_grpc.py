@@ -120,8 +120,9 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateExtraction(self, request, context):
-        """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
-        retry).
+        """Moves an extraction to a new state/stage, or records its progress. Terminal states are never
+        left (idempotent, safe to retry). Only the orchestrator's activities call it: they are the one
+        writer of an extraction's lifecycle.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

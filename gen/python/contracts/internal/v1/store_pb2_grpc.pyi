@@ -49,8 +49,9 @@ class StoreServiceStub:
     LISTEN/NOTIFY, so changes made through any store replica are seen).
     """
     UpdateExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.UpdateExtractionRequest, _store_pb2.UpdateExtractionResponse]
-    """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
-    retry).
+    """Moves an extraction to a new state/stage, or records its progress. Terminal states are never
+    left (idempotent, safe to retry). Only the orchestrator's activities call it: they are the one
+    writer of an extraction's lifecycle.
     """
     CancelExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.CancelExtractionRequest, _store_pb2.CancelExtractionResponse]
     """Records a durable cancel request (delivered to the workflow by the store's outbox relay); an
@@ -88,8 +89,9 @@ class StoreServiceAsyncStub(StoreServiceStub):
     LISTEN/NOTIFY, so changes made through any store replica are seen).
     """
     UpdateExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.UpdateExtractionRequest, _store_pb2.UpdateExtractionResponse]  # type: ignore[assignment]
-    """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
-    retry).
+    """Moves an extraction to a new state/stage, or records its progress. Terminal states are never
+    left (idempotent, safe to retry). Only the orchestrator's activities call it: they are the one
+    writer of an extraction's lifecycle.
     """
     CancelExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.CancelExtractionRequest, _store_pb2.CancelExtractionResponse]  # type: ignore[assignment]
     """Records a durable cancel request (delivered to the workflow by the store's outbox relay); an
@@ -154,8 +156,9 @@ class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _store_pb2.UpdateExtractionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.UpdateExtractionResponse, _abc.Awaitable[_store_pb2.UpdateExtractionResponse]]:
-        """Moves an extraction to a new state/stage. Terminal states are never left (idempotent, safe to
-        retry).
+        """Moves an extraction to a new state/stage, or records its progress. Terminal states are never
+        left (idempotent, safe to retry). Only the orchestrator's activities call it: they are the one
+        writer of an extraction's lifecycle.
         """
 
     @_abc_1.abstractmethod
