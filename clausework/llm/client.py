@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypedDict, TypeVar, cast
 
 import httpx2
 import openai
@@ -103,6 +103,22 @@ async def gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+class ChatOptions(TypedDict, total=False):
+    """ChatClient's keyword options, for callers that pass them through (OpenAIExtractor)."""
+
+    timeout_seconds: float
+    max_output_tokens: int
+    max_tokens_field: str
+    temperature: float | None
+    structured_output: StructuredOutput
+    max_rate_limit_retries: int
+    max_retry_after_seconds: float
+    default_headers: Mapping[str, str] | None
+    extra_body: Mapping[str, object] | None
+    http_client: httpx2.AsyncClient | None
+    client: openai.AsyncOpenAI | None
 
 
 class ChatClient:

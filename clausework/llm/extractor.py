@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Unpack
 
-import httpx2
-import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from clausework.chunking import KeywordSelector, PassageSelector
 from clausework.clauses import ClauseSpan
 from clausework.llm import prompts
-from clausework.llm.client import ChatClient, OpenAIBackendError, StructuredOutput, gather_or_cancel
+from clausework.llm.client import ChatClient, ChatOptions, OpenAIBackendError, gather_or_cancel
 from clausework.llm.grounding import (
     MIN_QUOTE_ALNUM,
     Grounder,
@@ -78,7 +77,6 @@ class OpenAIExtractor:
         base_url: str,
         api_key: str,
         model: str,
-        timeout_seconds: float = 120,
         max_concurrency: int = 4,
         chunk_chars: int = 6000,
         overlap_chars: int = 600,
@@ -88,24 +86,17 @@ class OpenAIExtractor:
         top_k: int = 4,
         max_categories_per_request: int = 41,
         categories: Sequence[Category] | None = None,
-        max_output_tokens: int = 2048,
-        max_tokens_field: str = "max_tokens",
-        temperature: float | None = 0.0,
-        structured_output: StructuredOutput = "json_schema",
         max_repairs: int = 2,
-        max_rate_limit_retries: int = 3,
-        max_retry_after_seconds: float = 30.0,
-        default_headers: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, object] | None = None,
-        http_client: httpx2.AsyncClient | None = None,
-        client: openai.AsyncOpenAI | None = None,
+        **chat: Unpack[ChatOptions],
     ) -> None:
+        """`chat`: the HTTP side's options (timeouts, reply format, 429 handling), see `ChatClient`."""
         if max_concurrency < 1:
             raise ValueError("max_concurrency >= 1")
         self.model = model
         self.model_name = f"openai/{model}@{PROMPT_VERSION}"
         self.categories = tuple(categories) if categories is not None else tuple(prompts.load_categories())
         self._by_name = {c.name: c for c in self.categories}
+        self._chat = ChatClient(base_url=base_url, api_key=api_key, model=model, **chat)
         self.planner = Planner(
             self.categories,
             selector or KeywordSelector({c.name: c.description for c in self.categories}),
@@ -115,23 +106,7 @@ class OpenAIExtractor:
             auto_max_ratio=auto_max_ratio,
             top_k=top_k,
             max_categories_per_request=max_categories_per_request,
-            schema_in_prompt=structured_output != "json_schema",
-        )
-        self._chat = ChatClient(
-            base_url=base_url,
-            api_key=api_key,
-            model=model,
-            timeout_seconds=timeout_seconds,
-            max_output_tokens=max_output_tokens,
-            max_tokens_field=max_tokens_field,
-            temperature=temperature,
-            structured_output=structured_output,
-            max_rate_limit_retries=max_rate_limit_retries,
-            max_retry_after_seconds=max_retry_after_seconds,
-            default_headers=default_headers,
-            extra_body=extra_body,
-            http_client=http_client,
-            client=client,
+            schema_in_prompt=self._chat.structured_output != "json_schema",
         )
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_repairs = max_repairs
