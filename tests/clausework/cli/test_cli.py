@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def contracts(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "clausework", "--address", stack.gateway_address, *args],
+        [sys.executable, "-m", "clausework.cli", "--address", stack.gateway_address, *args],
         capture_output=True,
         text=True,
         timeout=300,
