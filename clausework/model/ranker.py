@@ -3,7 +3,7 @@
 The ranker is a logistic regression per category over these binary features; it learns, e.g., that a
 date right after "dated" or before '(the "Effective Date")' is the agreement date, or that a name
 followed by ', a Delaware corporation' is a party. Feature names are strings, mapped to columns by
-a vocabulary fitted at training time (see `model_features.Vectorizer`).
+a vocabulary fitted at training time (see `features.Vectorizer`).
 """
 
 from __future__ import annotations
