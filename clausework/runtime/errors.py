@@ -109,9 +109,21 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 _transient: tuple[type[BaseException], ...] = ()
 
 
+_transient_checks: list[Callable[[BaseException], bool]] = []
+
+
 def register_transient(*types: type[BaseException]) -> None:
     global _transient
     _transient = (*_transient, *types)
+
+
+def register_transient_check(check: Callable[[BaseException], bool]) -> None:
+    """Like register_transient, for errors told apart by their content (e.g. an S3 `InternalError`)."""
+    _transient_checks.append(check)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _transient) or any(check(exc) for check in _transient_checks)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
@@ -122,7 +134,7 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, me
         code = grpc.StatusCode.UNAVAILABLE if exc.code() == grpc.StatusCode.CANCELLED else exc.code()
         log.warning("downstream error", extra={"method": method, "code": exc.code().name})
         await context.abort(code, exc.details() or "", trailing_metadata=((REASON_KEY, error_reason(exc)),))
-    if isinstance(exc, _transient):
+    if _is_transient(exc):
         log.warning("dependency unavailable", extra={"method": method, "error": type(exc).__name__})
         unavailable = ((REASON_KEY, "UNAVAILABLE"),)
         await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", trailing_metadata=unavailable)

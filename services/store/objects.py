@@ -20,7 +20,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from clausework.runtime.errors import InvalidArgument, NotFound, register_transient
+from clausework.runtime.errors import InvalidArgument, NotFound, register_transient, register_transient_check
 from clausework.runtime.settings import MiB
 from services.store.settings import StoreSettings
 
@@ -41,6 +41,16 @@ def check_key(key: str) -> str:
 
 # The S3 server restarting or unreachable: callers retry (UNAVAILABLE), rather than giving up (INTERNAL).
 register_transient(EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+# S3 answers these while it recovers (e.g. SeaweedFS right after a restart, before its volumes are back):
+# AWS documents them as retryable; botocore's own few quick retries may not outlast the recovery.
+RETRYABLE_S3_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500", "503"})
+
+
+def _retryable_s3_error(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in RETRYABLE_S3_CODES
+
+
+register_transient_check(_retryable_s3_error)
 
 
 class ObjectStore:
