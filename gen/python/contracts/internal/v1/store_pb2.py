@@ -23,51 +23,70 @@ _sym_db = _symbol_database.Default()
 
 
 from contracts.v1 import extraction_pb2 as contracts_dot_v1_dot_extraction__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!contracts/internal/v1/store.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\"\xb9\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x11\n\treprocess\x18\x05 \x01(\x08\x12\x12\n\nupload_key\x18\x06 \x01(\t\x12\x15\n\rupload_sha256\x18\x07 \x01(\t\x12\x19\n\x11upload_size_bytes\x18\x08 \x01(\x03\"o\n\x18\x43reateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x14\n\x0c\x64ocument_key\x18\x03 \x01(\t\"2\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"s\n\x16ListExtractionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"G\n\x17WatchExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"[\n\x15GetExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x14\n\x0c\x64ocument_key\x18\x02 \x01(\t\"\xed\x01\n\x17UpdateExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12(\n\x08progress\x18\x07 \x01(\x0b\x32\x16.contracts.v1.Progress\"H\n\x18UpdateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"5\n\x17\x43\x61ncelExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"H\n\x18\x43\x61ncelExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"<\n\x19\x43ompleteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lauses_key\x18\x02 \x01(\t\"F\n\x1a\x43ompleteExtractionResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\x12\n\nresult_key\x18\x02 \x01(\t\" \n\x11ReadObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\"\n\x12ReadObjectResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"?\n\x12WriteObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66inish\x18\x03 \x01(\x08\"6\n\x13WriteObjectResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x32\x87\x08\n\x0cStoreService\x12s\n\x10\x43reateExtraction\x12..contracts.internal.v1.CreateExtractionRequest\x1a/.contracts.internal.v1.CreateExtractionResponse\x12j\n\rGetExtraction\x12+.contracts.internal.v1.GetExtractionRequest\x1a,.contracts.internal.v1.GetExtractionResponse\x12p\n\x0fListExtractions\x12-.contracts.internal.v1.ListExtractionsRequest\x1a..contracts.internal.v1.ListExtractionsResponse\x12r\n\x0fWatchExtraction\x12-.contracts.internal.v1.WatchExtractionRequest\x1a..contracts.internal.v1.WatchExtractionResponse0\x01\x12s\n\x10UpdateExtraction\x12..contracts.internal.v1.UpdateExtractionRequest\x1a/.contracts.internal.v1.UpdateExtractionResponse\x12s\n\x10\x43\x61ncelExtraction\x12..contracts.internal.v1.CancelExtractionRequest\x1a/.contracts.internal.v1.CancelExtractionResponse\x12y\n\x12\x43ompleteExtraction\x12\x30.contracts.internal.v1.CompleteExtractionRequest\x1a\x31.contracts.internal.v1.CompleteExtractionResponse\x12\x63\n\nReadObject\x12(.contracts.internal.v1.ReadObjectRequest\x1a).contracts.internal.v1.ReadObjectResponse0\x01\x12\x66\n\x0bWriteObject\x12).contracts.internal.v1.WriteObjectRequest\x1a*.contracts.internal.v1.WriteObjectResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!contracts/internal/v1/store.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x11\n\treprocess\x18\x05 \x01(\x08\x12\x12\n\nupload_key\x18\x06 \x01(\t\x12\x15\n\rupload_sha256\x18\x07 \x01(\t\x12\x19\n\x11upload_size_bytes\x18\x08 \x01(\x03\x12,\n\tretention\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bwebhook_url\x18\n \x01(\t\"o\n\x18\x43reateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x14\n\x0c\x64ocument_key\x18\x03 \x01(\t\"2\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"s\n\x16ListExtractionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"G\n\x17WatchExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"[\n\x15GetExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x14\n\x0c\x64ocument_key\x18\x02 \x01(\t\"\xed\x01\n\x17UpdateExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12(\n\x08progress\x18\x07 \x01(\x0b\x32\x16.contracts.v1.Progress\"H\n\x18UpdateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"5\n\x17\x43\x61ncelExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"H\n\x18\x43\x61ncelExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"<\n\x19\x43ompleteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lauses_key\x18\x02 \x01(\t\"F\n\x1a\x43ompleteExtractionResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\x12\n\nresult_key\x18\x02 \x01(\t\" \n\x11ReadObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\"\n\x12ReadObjectResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"?\n\x12WriteObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66inish\x18\x03 \x01(\x08\"6\n\x13WriteObjectResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"5\n\x17\x44\x65leteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"$\n\x16PurgeExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x17PurgeExtractionResponse\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12\x18\n\x10\x64ocument_deleted\x18\x02 \x01(\x08\")\n\x18\x45xpireExtractionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"+\n\x19\x45xpireExtractionsResponse\x12\x0e\n\x06marked\x18\x01 \x01(\x05\"$\n\x16GetWebhookEventRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xc6\x01\n\x17GetWebhookEventResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.contracts.v1.State\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x14\n\x0c\x63lause_count\x18\x05 \x01(\x05\x12\x12\n\npage_count\x18\x06 \x01(\x05\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x1bRecordWebhookAttemptRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.contracts.v1.WebhookState\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x18\n\x10last_status_code\x18\x04 \x01(\x05\x12\x12\n\nlast_error\x18\x05 \x01(\t2\xa3\x0c\n\x0cStoreService\x12s\n\x10\x43reateExtraction\x12..contracts.internal.v1.CreateExtractionRequest\x1a/.contracts.internal.v1.CreateExtractionResponse\x12j\n\rGetExtraction\x12+.contracts.internal.v1.GetExtractionRequest\x1a,.contracts.internal.v1.GetExtractionResponse\x12p\n\x0fListExtractions\x12-.contracts.internal.v1.ListExtractionsRequest\x1a..contracts.internal.v1.ListExtractionsResponse\x12r\n\x0fWatchExtraction\x12-.contracts.internal.v1.WatchExtractionRequest\x1a..contracts.internal.v1.WatchExtractionResponse0\x01\x12s\n\x10UpdateExtraction\x12..contracts.internal.v1.UpdateExtractionRequest\x1a/.contracts.internal.v1.UpdateExtractionResponse\x12s\n\x10\x43\x61ncelExtraction\x12..contracts.internal.v1.CancelExtractionRequest\x1a/.contracts.internal.v1.CancelExtractionResponse\x12y\n\x12\x43ompleteExtraction\x12\x30.contracts.internal.v1.CompleteExtractionRequest\x1a\x31.contracts.internal.v1.CompleteExtractionResponse\x12\x63\n\nReadObject\x12(.contracts.internal.v1.ReadObjectRequest\x1a).contracts.internal.v1.ReadObjectResponse0\x01\x12\x66\n\x0bWriteObject\x12).contracts.internal.v1.WriteObjectRequest\x1a*.contracts.internal.v1.WriteObjectResponse(\x01\x12Z\n\x10\x44\x65leteExtraction\x12..contracts.internal.v1.DeleteExtractionRequest\x1a\x16.google.protobuf.Empty\x12p\n\x0fPurgeExtraction\x12-.contracts.internal.v1.PurgeExtractionRequest\x1a..contracts.internal.v1.PurgeExtractionResponse\x12v\n\x11\x45xpireExtractions\x12/.contracts.internal.v1.ExpireExtractionsRequest\x1a\x30.contracts.internal.v1.ExpireExtractionsResponse\x12p\n\x0fGetWebhookEvent\x12-.contracts.internal.v1.GetWebhookEventRequest\x1a..contracts.internal.v1.GetWebhookEventResponse\x12\x62\n\x14RecordWebhookAttempt\x12\x32.contracts.internal.v1.RecordWebhookAttemptRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'contracts.internal.v1.store_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=92
-  _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=277
-  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_start=279
-  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_end=390
-  _globals['_GETEXTRACTIONREQUEST']._serialized_start=392
-  _globals['_GETEXTRACTIONREQUEST']._serialized_end=442
-  _globals['_LISTEXTRACTIONSREQUEST']._serialized_start=444
-  _globals['_LISTEXTRACTIONSREQUEST']._serialized_end=559
-  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_start=561
-  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_end=658
-  _globals['_WATCHEXTRACTIONREQUEST']._serialized_start=660
-  _globals['_WATCHEXTRACTIONREQUEST']._serialized_end=712
-  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_start=714
-  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_end=785
-  _globals['_GETEXTRACTIONRESPONSE']._serialized_start=787
-  _globals['_GETEXTRACTIONRESPONSE']._serialized_end=878
-  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_start=881
-  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_end=1118
-  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_start=1120
-  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_end=1192
-  _globals['_CANCELEXTRACTIONREQUEST']._serialized_start=1194
-  _globals['_CANCELEXTRACTIONREQUEST']._serialized_end=1247
-  _globals['_CANCELEXTRACTIONRESPONSE']._serialized_start=1249
-  _globals['_CANCELEXTRACTIONRESPONSE']._serialized_end=1321
-  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_start=1323
-  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_end=1383
-  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_start=1385
-  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_end=1455
-  _globals['_READOBJECTREQUEST']._serialized_start=1457
-  _globals['_READOBJECTREQUEST']._serialized_end=1489
-  _globals['_READOBJECTRESPONSE']._serialized_start=1491
-  _globals['_READOBJECTRESPONSE']._serialized_end=1525
-  _globals['_WRITEOBJECTREQUEST']._serialized_start=1527
-  _globals['_WRITEOBJECTREQUEST']._serialized_end=1590
-  _globals['_WRITEOBJECTRESPONSE']._serialized_start=1592
-  _globals['_WRITEOBJECTRESPONSE']._serialized_end=1646
-  _globals['_STORESERVICE']._serialized_start=1649
-  _globals['_STORESERVICE']._serialized_end=2680
+  _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=186
+  _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=438
+  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_start=440
+  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_end=551
+  _globals['_GETEXTRACTIONREQUEST']._serialized_start=553
+  _globals['_GETEXTRACTIONREQUEST']._serialized_end=603
+  _globals['_LISTEXTRACTIONSREQUEST']._serialized_start=605
+  _globals['_LISTEXTRACTIONSREQUEST']._serialized_end=720
+  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_start=722
+  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_end=819
+  _globals['_WATCHEXTRACTIONREQUEST']._serialized_start=821
+  _globals['_WATCHEXTRACTIONREQUEST']._serialized_end=873
+  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_start=875
+  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_end=946
+  _globals['_GETEXTRACTIONRESPONSE']._serialized_start=948
+  _globals['_GETEXTRACTIONRESPONSE']._serialized_end=1039
+  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_start=1042
+  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_end=1279
+  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_start=1281
+  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_end=1353
+  _globals['_CANCELEXTRACTIONREQUEST']._serialized_start=1355
+  _globals['_CANCELEXTRACTIONREQUEST']._serialized_end=1408
+  _globals['_CANCELEXTRACTIONRESPONSE']._serialized_start=1410
+  _globals['_CANCELEXTRACTIONRESPONSE']._serialized_end=1482
+  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_start=1484
+  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_end=1544
+  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_start=1546
+  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_end=1616
+  _globals['_READOBJECTREQUEST']._serialized_start=1618
+  _globals['_READOBJECTREQUEST']._serialized_end=1650
+  _globals['_READOBJECTRESPONSE']._serialized_start=1652
+  _globals['_READOBJECTRESPONSE']._serialized_end=1686
+  _globals['_WRITEOBJECTREQUEST']._serialized_start=1688
+  _globals['_WRITEOBJECTREQUEST']._serialized_end=1751
+  _globals['_WRITEOBJECTRESPONSE']._serialized_start=1753
+  _globals['_WRITEOBJECTRESPONSE']._serialized_end=1807
+  _globals['_DELETEEXTRACTIONREQUEST']._serialized_start=1809
+  _globals['_DELETEEXTRACTIONREQUEST']._serialized_end=1862
+  _globals['_PURGEEXTRACTIONREQUEST']._serialized_start=1864
+  _globals['_PURGEEXTRACTIONREQUEST']._serialized_end=1900
+  _globals['_PURGEEXTRACTIONRESPONSE']._serialized_start=1902
+  _globals['_PURGEEXTRACTIONRESPONSE']._serialized_end=1970
+  _globals['_EXPIREEXTRACTIONSREQUEST']._serialized_start=1972
+  _globals['_EXPIREEXTRACTIONSREQUEST']._serialized_end=2013
+  _globals['_EXPIREEXTRACTIONSRESPONSE']._serialized_start=2015
+  _globals['_EXPIREEXTRACTIONSRESPONSE']._serialized_end=2058
+  _globals['_GETWEBHOOKEVENTREQUEST']._serialized_start=2060
+  _globals['_GETWEBHOOKEVENTREQUEST']._serialized_end=2096
+  _globals['_GETWEBHOOKEVENTRESPONSE']._serialized_start=2099
+  _globals['_GETWEBHOOKEVENTRESPONSE']._serialized_end=2297
+  _globals['_RECORDWEBHOOKATTEMPTREQUEST']._serialized_start=2300
+  _globals['_RECORDWEBHOOKATTEMPTREQUEST']._serialized_end=2448
+  _globals['_STORESERVICE']._serialized_start=2451
+  _globals['_STORESERVICE']._serialized_end=4022
 # @@protoc_insertion_point(module_scope)
