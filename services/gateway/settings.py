@@ -8,9 +8,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import MiB, ServerSettings
+from services.common.webhook_targets import WebhookTargetSettings
 
 
-class GatewaySettings(ServerSettings):
+class GatewaySettings(WebhookTargetSettings, ServerSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     port: int = 50051
