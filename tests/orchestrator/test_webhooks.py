@@ -34,14 +34,8 @@ LOOPBACK = TargetPolicy.parse("127.0.0.0/8", allow_insecure=True)
 EXTRACTION_ID = "3f2b6a9e-8d1c-4b7a-9e0f-1a2b3c4d5e6f"
 
 
-def event(state: int = pb.STATE_SUCCEEDED) -> store_pb2.GetWebhookEventResponse:
-    answer = store_pb2.GetWebhookEventResponse(
-        url="https://x",
-        tenant="t",
-        state=state,
-        clause_count=7,
-        page_count=3,  # type: ignore[arg-type]
-    )
+def event(state: pb.State.ValueType = pb.STATE_SUCCEEDED) -> store_pb2.GetWebhookEventResponse:
+    answer = store_pb2.GetWebhookEventResponse(url="https://x", tenant="t", state=state, clause_count=7, page_count=3)
     answer.end_time.CopyFrom(timestamp_pb2.Timestamp(seconds=1_700_000_000))
     return answer
 
