@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -64,7 +65,7 @@ async def deletion_done(temporal: Client, ident: str, timeout: float = 90) -> No
 
 
 async def assert_not_found(gateway: Gateway, ident: str) -> None:
-    calls = [
+    calls: list[Awaitable[Any]] = [
         gateway.GetExtraction(pb.GetExtractionRequest(id=ident), timeout=10),
         gateway.CancelExtraction(pb.CancelExtractionRequest(id=ident), timeout=10),
         gateway.DeleteExtraction(pb.DeleteExtractionRequest(id=ident), timeout=10),
