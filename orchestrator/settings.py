@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from clausework.pipeline import DEFAULT_TASK_QUEUE
 from clausework.runtime.settings import ServerSettings, StoreClientSettings
+from clausework.runtime.webhook_targets import WebhookTargetSettings
 
 
-class WorkerSettings(StoreClientSettings, ServerSettings):
+class WorkerSettings(WebhookTargetSettings, StoreClientSettings, ServerSettings):
     """The worker serves only gRPC health (for probes) on its port; its work comes from Temporal."""
 
     model_config = SettingsConfigDict(env_prefix="WORKER_")
@@ -25,3 +26,14 @@ class WorkerSettings(StoreClientSettings, ServerSettings):
     max_concurrent_workflow_tasks: int = 64
     # The Temporal SDK's own metrics (Prometheus format, served by its core) on this port; 0 = off.
     temporal_metrics_port: int = 0
+    # The retention schedule (orchestrator/schedules.py): how often it runs, and how many expired
+    # extractions one activity call turns into delete requests (a run makes at most 10 calls).
+    retention_sweep_seconds: float = Field(default=300.0, ge=1, validation_alias="RETENTION_SWEEP_SECONDS")
+    retention_batch: int = Field(default=200, ge=1, le=1000, validation_alias="RETENTION_BATCH")
+    # Completion webhooks (orchestrator/webhooks.py): `whsec_<base64>` secrets (from the Secret), the
+    # default and `tenant:whsec_...` pairs for tenants with their own; a delivery attempt's time limit.
+    webhook_signing_secret: SecretStr | None = Field(default=None, validation_alias="WEBHOOK_SIGNING_SECRET")
+    webhook_tenant_signing_secrets: SecretStr | None = Field(
+        default=None, validation_alias="WEBHOOK_TENANT_SIGNING_SECRETS"
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60, validation_alias="WEBHOOK_TIMEOUT_SECONDS")

@@ -8,7 +8,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from orchestrator.activities import ExtractionActivities
+from orchestrator.lifecycle import DeletionWorkflow, RetentionWorkflow
+from orchestrator.lifecycle_activities import LifecycleActivities
 from orchestrator.telemetry import ActivityTelemetry
+from orchestrator.webhooks import WebhookActivities
 from orchestrator.workflows import ExtractionWorkflow
 
 # How soon a running activity notices that its workflow was cancelled.
@@ -19,6 +22,8 @@ def build_worker(
     client: Client,
     task_queue: str,
     activities: ExtractionActivities,
+    lifecycle: LifecycleActivities,
+    webhooks: WebhookActivities,
     *,
     max_concurrent_activities: int,
     max_concurrent_workflow_tasks: int,
@@ -27,12 +32,16 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ExtractionWorkflow],
+        workflows=[ExtractionWorkflow, DeletionWorkflow, RetentionWorkflow],
         activities=[
             activities.update_status,
             activities.parse_document,
             activities.extract_clauses,
             activities.complete_extraction,
+            lifecycle.purge_extraction,
+            lifecycle.expire_extractions,
+            webhooks.deliver_webhook,
+            webhooks.give_up_webhook,
         ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,

@@ -12,12 +12,18 @@ a terminal state (that last write is retried without limit), and it ends the way
 cancel that lost the race to completion ends COMPLETED, and a row cancelled before its workflow was
 recorded as started ends the workflow CANCELED at its first step (the parse activity's first write
 answers with the row's state and parses nothing).
+
+Once the row records the end, an extraction created with a webhook gets its completion event
+(orchestrator/webhooks.py): a delivery activity retried with backoff for up to 24 h, which neither a
+further cancel request nor its own failure changes the workflow's outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -36,11 +42,15 @@ with workflow.unsafe.imports_passed_through():
         ParseInput,
         StatusOutput,
         StatusUpdate,
+        WebhookInput,
         clauses_key,
         parsed_key,
     )
     from contracts.v1 import extraction_pb2 as pb
     from orchestrator.activities import ExtractionActivities
+    from orchestrator.webhooks import WebhookActivities
+
+T = TypeVar("T")
 
 TRANSIENT_RETRIES = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
@@ -52,6 +62,11 @@ TRANSIENT_RETRIES = RetryPolicy(
 FOREVER = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
 )
+# Webhook deliveries: exponential backoff; WEBHOOK_BUDGET bounds the total, as the issue promises callers.
+WEBHOOK_RETRIES = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(hours=1)
+)
+WEBHOOK_BUDGET = timedelta(hours=24)
 HEARTBEAT = timedelta(seconds=10)
 # Work activities are awaited until they have really stopped, so nothing they write lands after the
 # workflow deleted a cancelled extraction's objects.
@@ -62,6 +77,17 @@ WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 class ExtractionWorkflow:
     @workflow.run
     async def run(self, task: ExtractionInput) -> ExtractionOutcome:
+        try:
+            outcome = await self._extract(task)
+        except (asyncio.CancelledError, ApplicationError):  # CANCELLED or FAILED, as the row says
+            if task.webhook:
+                await self._notify(task.extraction_id)
+            raise
+        if task.webhook:
+            await self._notify(task.extraction_id)
+        return outcome
+
+    async def _extract(self, task: ExtractionInput) -> ExtractionOutcome:
         extraction_id = task.extraction_id
         try:
             done = await self._pipeline(task)
@@ -129,14 +155,30 @@ class ExtractionWorkflow:
 
     async def _record_end(self, update: StatusUpdate) -> StatusOutput:
         """The final write, which a (further) cancel request must not interrupt."""
-        write = asyncio.ensure_future(self._final_write(update))
-        while True:
-            try:
-                return await asyncio.shield(write)
-            except asyncio.CancelledError:
-                if write.cancelled():
-                    raise
-                continue
+        return await _uninterruptible(self._final_write(update))
+
+    async def _notify(self, extraction_id: str) -> None:
+        """Deliver the completion webhook; its failure is recorded on the row, never raised."""
+        try:
+            await _uninterruptible(
+                workflow.execute_activity_method(
+                    WebhookActivities.deliver_webhook,
+                    WebhookInput(extraction_id),
+                    start_to_close_timeout=timedelta(minutes=1),
+                    schedule_to_close_timeout=WEBHOOK_BUDGET,
+                    retry_policy=WEBHOOK_RETRIES,
+                )
+            )
+        except ActivityError:
+            await _uninterruptible(
+                workflow.execute_activity_method(
+                    WebhookActivities.give_up_webhook,
+                    WebhookInput(extraction_id),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=timedelta(hours=1),
+                    retry_policy=TRANSIENT_RETRIES,
+                )
+            )
 
     async def _final_write(self, update: StatusUpdate) -> StatusOutput:
         return await workflow.execute_activity_method(
@@ -154,6 +196,18 @@ def _stop_if_cancelled() -> None:
     cancel while it waits for the activity to stop): honour the request at the next step instead."""
     if workflow.cancellation_reason() is not None:
         raise asyncio.CancelledError()
+
+
+async def _uninterruptible(work: Awaitable[T]) -> T:
+    """Await `work` to its end even if the workflow is cancelled meanwhile (the cancel was already handled)."""
+    future = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
+            continue
 
 
 def _failure_reason(error: ActivityError) -> tuple[str, str]:

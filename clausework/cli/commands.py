@@ -1,10 +1,12 @@
 """`contracts`: the command-line client of a Clausework gateway.
 
-    contracts extract FILE.pdf [--json]   stream the upload (progress bar), follow it live, print the clauses
+    contracts extract FILE.pdf [--json] [--retention 7d] [--webhook URL]
+                                          stream the upload (progress bar), follow it live, print the clauses
     contracts get ID [--json]             one extraction
     contracts watch ID                    follow an extraction's progress until it ends
     contracts list [--state S] [--limit N]
     contracts cancel ID
+    contracts delete ID                   erase the extraction, its results and (if unshared) its PDF
     contracts report ID --out report.html   each clause next to its page, highlighted
 
 Set CONTRACTS_ADDRESS (default 127.0.0.1:50051) and CONTRACTS_API_KEY, or pass --address / --api-key.
@@ -15,21 +17,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import duration_pb2, json_format
 
 from clausework.pipeline import TERMINAL_STATES
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> duration_pb2.Duration:
+    """`30s`, `15m`, `12h`, `7d`, `2w` as a Duration (for --retention)."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number and one of s, m, h, d, w, e.g. 7d")
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(timedelta(**{_UNITS[match[2]]: float(match[1])}))
+    return duration
 
 
 class Client:
@@ -45,12 +61,14 @@ class Client:
         self.stub = extraction_pb2_grpc.ExtractionServiceStub(channel)
         self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
 
-    def upload(self, path: Path, request_id: str, progress: bool = True) -> pb.Extraction:
+    def upload(
+        self, path: Path, request_id: str, progress: bool = True, options: pb.ExtractionOptions | None = None
+    ) -> pb.Extraction:
         size = path.stat().st_size
 
         def messages() -> Iterator[pb.UploadExtractionRequest]:
             yield pb.UploadExtractionRequest(
-                metadata=pb.UploadMetadata(filename=path.name, request_id=request_id, size_bytes=size)
+                metadata=pb.UploadMetadata(filename=path.name, request_id=request_id, size_bytes=size, options=options)
             )
             sent = 0
             with path.open("rb") as file:
@@ -159,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     extract.add_argument("file", type=Path)
     extract.add_argument("--json", action="store_true")
     extract.add_argument("--request-id", default="")
+    extract.add_argument("--retention", type=parse_duration, help="delete it this long after upload, e.g. 7d")
+    extract.add_argument("--webhook", default="", help="https URL to POST a signed event to when it ends")
     get = commands.add_parser("get", help="show one extraction")
     get.add_argument("id")
     get.add_argument("--json", action="store_true")
@@ -169,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     listing.add_argument("--limit", type=int, default=20)
     cancel = commands.add_parser("cancel", help="cancel an extraction")
     cancel.add_argument("id")
+    delete = commands.add_parser("delete", help="delete an extraction and everything stored for it")
+    delete.add_argument("id")
     report = commands.add_parser("report", help="write an HTML evidence report")
     report.add_argument("id")
     report.add_argument("--out", type=Path, required=True)
@@ -178,7 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     metadata = client.metadata
     try:
         if args.command == "extract":
-            extraction = client.upload(args.file, args.request_id or str(uuid.uuid4()), progress=sys.stderr.isatty())
+            options = pb.ExtractionOptions(retention=args.retention, webhook_url=args.webhook)
+            request_id = args.request_id or str(uuid.uuid4())
+            extraction = client.upload(args.file, request_id, progress=sys.stderr.isatty(), options=options)
             print(f"extraction {extraction.id}", file=sys.stderr)
             extraction = follow(client, extraction.id)
             print_extraction(extraction, args.json)
@@ -207,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
                 pb.CancelExtractionRequest(id=args.id), metadata=metadata, timeout=30
             )
             print(f"{cancelled.id}: {describe(cancelled)}")
+        elif args.command == "delete":
+            client.stub.DeleteExtraction(pb.DeleteExtractionRequest(id=args.id), metadata=metadata, timeout=30)
+            print(f"{args.id}: deleted (erasure of its data completes in the background)")
         elif args.command == "report":
             from clausework.cli.report import build_report  # PyMuPDF is only needed here
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 WORKFLOW_NAME = "ExtractionWorkflow"
+DELETION_WORKFLOW_NAME = "DeletionWorkflow"
+RETENTION_WORKFLOW_NAME = "RetentionWorkflow"
 
 
 def workflow_id(extraction_id: str) -> str:
     """One workflow per extraction: starting it twice is rejected by Temporal, not run twice."""
     return f"extraction-{extraction_id}"
+
+
+def deletion_workflow_id(extraction_id: str) -> str:
+    """One deletion per extraction, like its extraction workflow."""
+    return f"deletion-{extraction_id}"
 
 
 def parsed_key(extraction_id: str) -> str:
@@ -28,6 +35,8 @@ def clauses_key(extraction_id: str) -> str:
 class ExtractionInput:
     extraction_id: str
     document_key: str
+    # Whether a completion webhook is wanted (its URL stays in the store: history holds no addresses).
+    webhook: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,3 +111,52 @@ class CompleteInput:
 class CompleteOutput:
     clause_count: int
     result_key: str
+
+
+@dataclass(frozen=True)
+class DeletionInput:
+    extraction_id: str
+    # The second sweep of the id's objects comes this long after the purge (0 = none).
+    settle_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PurgeInput:
+    extraction_id: str
+
+
+@dataclass(frozen=True)
+class PurgeOutput:
+    # The extraction's work has not stopped yet: try again later.
+    pending: bool
+    document_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class RetentionInput:
+    # Delete requests per activity call, and calls per scheduled run: a run's work is bounded.
+    batch: int = 200
+    max_batches: int = 10
+
+
+@dataclass(frozen=True)
+class ExpireInput:
+    limit: int
+
+
+@dataclass(frozen=True)
+class ExpireOutput:
+    marked: int
+
+
+@dataclass(frozen=True)
+class WebhookInput:
+    extraction_id: str
+
+
+@dataclass(frozen=True)
+class WebhookOutput:
+    """The delivery's outcome: contracts.v1.WebhookState, and the receiver's HTTP status (0: none)."""
+
+    state: int
+    status_code: int = 0

@@ -11,6 +11,7 @@ Tests drive the same code through the `Stack` class (stop/start/kill one process
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import os
@@ -63,17 +64,63 @@ class Profile:
         return self.worker + TEMPORAL_METRICS_OFFSET
 
 
+# Test stacks: the retention schedule runs every 2 s, deletions sweep late objects after 1 s, and a
+# webhook receiver that hangs is given up on after 2 s, so tests see each happen quickly.
+TEST_ENV = {"RETENTION_SWEEP_SECONDS": "2", "DELETION_SETTLE_SECONDS": "1", "WEBHOOK_TIMEOUT_SECONDS": "2"}
+
 PROFILES = {
     "dev": Profile("dev", 50051, 50052, 50053, 50054, 50055, 7233, 8233, 54320, 8333, 9333, 8080, 8888),
     "test": Profile(
-        "test", 51051, 51052, 51053, 51054, 51055, 17233, 18233, 54330, 8433, 9433, 8180, 8988, headless=True
+        "test",
+        51051,
+        51052,
+        51053,
+        51054,
+        51055,
+        17233,
+        18233,
+        54330,
+        8433,
+        9433,
+        8180,
+        8988,
+        headless=True,
+        extra_env=TEST_ENV,
     ),
     # A second test stack, so two test sessions can run side by side (CLAUSEWORK_TEST_PROFILE=test2 or test3).
     "test2": Profile(
-        "test2", 52051, 52052, 52053, 52054, 52055, 27233, 28233, 54340, 8533, 9533, 8280, 9088, headless=True
+        "test2",
+        52051,
+        52052,
+        52053,
+        52054,
+        52055,
+        27233,
+        28233,
+        54340,
+        8533,
+        9533,
+        8280,
+        9088,
+        headless=True,
+        extra_env=TEST_ENV,
     ),
     "test3": Profile(
-        "test3", 54051, 54052, 54053, 54054, 54055, 47233, 48233, 54360, 8733, 9733, 8480, 9288, headless=True
+        "test3",
+        54051,
+        54052,
+        54053,
+        54054,
+        54055,
+        47233,
+        48233,
+        54360,
+        8733,
+        9733,
+        8480,
+        9288,
+        headless=True,
+        extra_env=TEST_ENV,
     ),
     # `make bench` runs on its own stack, so benchmarks never touch a developer's data.
     "bench": Profile(
@@ -206,6 +253,11 @@ class Stack:
             "GATEWAY_AUTH_DISABLED": "true",
             # Not a secret: local stacks only (deploy/k8s takes it from the Secret).
             "STORE_PAGE_TOKEN_KEY": f"local-{p.name}-page-token-key",
+            # Webhooks to receivers on this machine, over plain http; a signing secret that is not one
+            # either (deploy/k8s takes it from the Secret).
+            "WEBHOOK_ALLOW_HOSTS": "127.0.0.0/8,localhost",
+            "WEBHOOK_ALLOW_INSECURE": "true",
+            "WEBHOOK_SIGNING_SECRET": "whsec_" + base64.b64encode(f"local-{p.name}-webhook-key".encode()).decode(),
             **p.extra_env,
             **self.extra_env,
         }

@@ -45,6 +45,7 @@ async def main(settings: GatewaySettings) -> None:
         max_upload_bytes=settings.max_upload_bytes,
         max_stream_upload_bytes=settings.max_stream_upload_bytes,
         upload_idle_seconds=settings.upload_idle_seconds,
+        webhook_policy=settings.webhook_policy(),
     )
     admission = AdmissionInterceptor(keys, UploadSlots(settings.max_uploads_per_tenant, settings.max_uploads))
 

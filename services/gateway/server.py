@@ -13,14 +13,17 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf import empty_pb2
 
 from clausework.pipeline import TERMINAL_STATES
 from clausework.runtime.errors import InvalidArgument
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
+from clausework.runtime.webhook_targets import TargetPolicy
 from services.gateway.admission import current_tenant
 from services.gateway.auth import ApiKeys
+from services.gateway.options import check_options
 from services.gateway.uploads import (
     HEADER_WINDOW,
     check_content,
@@ -54,12 +57,14 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         max_upload_bytes: int,
         max_stream_upload_bytes: int,
         upload_idle_seconds: float = 30.0,
+        webhook_policy: TargetPolicy | None = None,
     ) -> None:
         self._store = store
         self._keys = keys
         self._max_upload_bytes = max_upload_bytes
         self._max_stream_upload_bytes = max_stream_upload_bytes
         self._upload_idle_seconds = upload_idle_seconds
+        self._webhook_policy = webhook_policy or TargetPolicy()
 
     def _tenant(self, context: Context) -> str:
         """The tenant AdmissionInterceptor authenticated from the headers; without the interceptor (a
@@ -72,6 +77,7 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
     async def CreateExtraction(self, request: pb.CreateExtractionRequest, context: Context) -> pb.Extraction:
         tenant = self._tenant(context)
         check_content(request.content, self._max_upload_bytes)
+        options = await check_options(request.options, self._webhook_policy)
         created = await self._store.CreateExtraction(
             store_pb2.CreateExtractionRequest(
                 content=request.content,
@@ -79,6 +85,8 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
                 request_id=check_request_id(request.request_id),
                 tenant=tenant,
                 reprocess=request.options.reprocess,
+                retention=options.retention,
+                webhook_url=options.webhook_url,
             ),
             timeout=STORE_TIMEOUT_SECONDS,
         )
@@ -95,6 +103,7 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         metadata = first.metadata
         declared = check_declared_size(metadata.size_bytes, self._max_stream_upload_bytes)
         request_id = check_request_id(metadata.request_id)
+        options = await check_options(metadata.options, self._webhook_policy)
         upload_key = f"uploads/{uuid.uuid4()}.pdf"
         digest = hashlib.sha256()
         size = 0
@@ -143,6 +152,8 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
                 request_id=request_id,
                 tenant=tenant,
                 reprocess=metadata.options.reprocess,
+                retention=options.retention,
+                webhook_url=options.webhook_url,
                 upload_key=upload_key,
                 upload_sha256=digest.hexdigest(),
                 upload_size_bytes=size,
@@ -196,6 +207,15 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         )
         async for piece in self._store.ReadObject(store_pb2.ReadObjectRequest(key=found.document_key)):
             yield pb.DownloadDocumentResponse(chunk=piece.data)
+
+    async def DeleteExtraction(self, request: pb.DeleteExtractionRequest, context: Context) -> empty_pb2.Empty:
+        """Durable once answered: the store records the request and its DeletionWorkflow does the rest."""
+        await self._store.DeleteExtraction(
+            store_pb2.DeleteExtractionRequest(id=request.id, tenant=self._tenant(context)),
+            timeout=STORE_TIMEOUT_SECONDS,
+        )
+        log.info("extraction delete requested", extra={"extraction_id": request.id})
+        return empty_pb2.Empty()
 
     async def CancelExtraction(self, request: pb.CancelExtractionRequest, context: Context) -> pb.Extraction:
         tenant = self._tenant(context)

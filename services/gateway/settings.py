@@ -8,9 +8,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from clausework.runtime.settings import MiB, ServerSettings, StoreClientSettings
+from clausework.runtime.webhook_targets import WebhookTargetSettings
 
 
-class GatewaySettings(StoreClientSettings, ServerSettings):
+class GatewaySettings(WebhookTargetSettings, StoreClientSettings, ServerSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     port: int = 50051

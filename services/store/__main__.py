@@ -19,10 +19,12 @@ from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from services.store.changes import ChangeFeed
 from services.store.extractions import ExtractionStore
 from services.store.janitor import Janitor
+from services.store.lifecycle import Lifecycle
 from services.store.migrations import migrate
 from services.store.objects import ObjectStore
 from services.store.pagetokens import PageTokens
 from services.store.relay import OutboxRelay
+from services.store.retention import Retention
 from services.store.server import StoreServicer
 from services.store.settings import StoreSettings
 
@@ -43,8 +45,9 @@ async def main(settings: StoreSettings) -> None:
         await migrate(pool)
         changes = ChangeFeed(settings.database_url)
         await changes.start()
-        extractions = ExtractionStore(pool, objects, page_tokens(settings))
-        servicer = StoreServicer(extractions, objects, changes)
+        retention = Retention.from_days(settings.retention_days, settings.retention_max_days)
+        extractions = ExtractionStore(pool, objects, page_tokens(settings), retention)
+        servicer = StoreServicer(extractions, objects, changes, Lifecycle(pool, objects, extractions))
         # Lazy: the store serves (and accepts submits) while Temporal is down; the relay retries.
         temporal = await Client.connect(
             settings.temporal_address,
@@ -59,6 +62,7 @@ async def main(settings: StoreSettings) -> None:
             namespace=settings.temporal_namespace,
             task_queue=settings.task_queue,
             poll_seconds=settings.relay_poll_seconds,
+            deletion_settle_seconds=settings.deletion_settle_seconds,
         )
         janitor = Janitor(
             pool,

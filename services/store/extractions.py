@@ -13,7 +13,13 @@ Invariants:
   an extraction never waits for Temporal, and a cancel is a durable request the relay delivers;
 - documents, their object keys and deduplication are per tenant: nothing in an answer or its timing
   depends on another tenant's uploads;
-- a request_id names one request: reusing it with other content, filename or options is refused.
+- a request_id names one request: reusing it with other content, filename or options is refused;
+- a delete request (delete_requested_time, lifecycle.py) or a passed expire_time hides the extraction from
+  every public read at once; only the pipeline's own calls still see it, until its DeletionWorkflow
+  removes the row;
+- a purge deletes a PDF and its document row under that row's lock; an upload that had to create the
+  document row anew checks, before it commits, that its PDF survived such a purge, and writes it again
+  if not.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -40,6 +47,7 @@ from contracts.v1 import extraction_pb2 as pb
 from services.store.changes import OUTBOX_CHANNEL, ChangeFeed
 from services.store.objects import ObjectStore
 from services.store.pagetokens import PageTokens
+from services.store.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +71,13 @@ register_transient(
     asyncpg.exceptions.TooManyConnectionsError,
 )
 
+
+def visible(table: str = "e") -> str:
+    """What a caller may still see: not being deleted, not expired (the retention schedule deletes it soon)."""
+    prefix = f"{table}." if table else ""
+    return f"{prefix}delete_requested_time IS NULL AND ({prefix}expire_time IS NULL OR {prefix}expire_time > now())"
+
+
 _SELECT = """
 SELECT e.*, d.size_bytes, d.object_key
 FROM extractions e JOIN documents d ON d.tenant = e.tenant AND d.sha256 = e.document_sha256
@@ -80,9 +95,17 @@ def intermediate_prefix(extraction_id: str) -> str:
     return f"extractions/{extraction_id}/"
 
 
-def request_fingerprint(sha256: str, filename: str, reprocess: bool) -> str:
-    """What a request asked for, to tell a retry (same fingerprint) from a reused request_id."""
-    canonical = json.dumps({"sha256": sha256, "filename": filename, "reprocess": reprocess}, sort_keys=True)
+def request_fingerprint(
+    sha256: str, filename: str, reprocess: bool, retention: timedelta | None = None, webhook_url: str = ""
+) -> str:
+    """What a request asked for, to tell a retry (same fingerprint) from a reused request_id. Options
+    added later enter only when set, so fingerprints of earlier requests stay valid."""
+    fields: dict[str, object] = {"sha256": sha256, "filename": filename, "reprocess": reprocess}
+    if retention:
+        fields["retention_seconds"] = retention.total_seconds()
+    if webhook_url:
+        fields["webhook_url"] = webhook_url
+    canonical = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -130,6 +153,15 @@ def _to_message(row: asyncpg.Record, clauses: list[asyncpg.Record] | None = None
     )
     if row["cancel_time"] is not None:
         extraction.cancel_time.CopyFrom(_timestamp(row["cancel_time"]))
+    if row["expire_time"] is not None:
+        extraction.expire_time.CopyFrom(_timestamp(row["expire_time"]))
+    if row["webhook_url"]:
+        extraction.webhook.state = row["webhook_state"]
+        extraction.webhook.attempts = row["webhook_attempts"]
+        extraction.webhook.last_status_code = row["webhook_last_status_code"]
+        extraction.webhook.last_error = row["webhook_last_error"] or ""
+        if row["webhook_last_attempt_time"] is not None:
+            extraction.webhook.last_attempt_time.CopyFrom(_timestamp(row["webhook_last_attempt_time"]))
     if row["error_code"]:
         extraction.error.code = row["error_code"]
         extraction.error.message = row["error_message"] or ""
@@ -155,6 +187,21 @@ class Created:
 
 
 @dataclass(frozen=True)
+class _New:
+    """An extraction row to insert."""
+
+    tenant: str
+    request_id: str
+    sha256: str
+    size: int
+    key: str
+    filename: str
+    fingerprint: str
+    retention: timedelta | None
+    webhook_url: str
+
+
+@dataclass(frozen=True)
 class Upload:
     """A PDF to register: its bytes, or an object already written under uploads/ by a streaming gateway."""
 
@@ -165,18 +212,29 @@ class Upload:
 
 
 class ExtractionStore:
-    def __init__(self, pool: asyncpg.Pool, objects: ObjectStore, page_tokens: PageTokens) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, objects: ObjectStore, page_tokens: PageTokens, retention: Retention | None = None
+    ) -> None:
         self._pool = pool
         self._objects = objects
         self._page_tokens = page_tokens
+        self._retention = retention or Retention()
 
     async def create(
-        self, upload: Upload, filename: str, request_id: str, tenant: str = DEFAULT_TENANT, reprocess: bool = False
+        self,
+        upload: Upload,
+        filename: str,
+        request_id: str,
+        tenant: str = DEFAULT_TENANT,
+        reprocess: bool = False,
+        retention: timedelta | None = None,
+        webhook_url: str = "",
     ) -> Created:
         """Store the PDF (once per content and tenant) and a PENDING extraction, whose workflow the relay starts.
 
         Idempotent per (tenant, request_id); identical bytes already extracted for the tenant return that
-        extraction unless `reprocess`.
+        extraction unless `reprocess`, a retention or a webhook is asked for (the earlier extraction has
+        neither this retention nor this receiver).
         """
         if len(request_id) > MAX_REQUEST_ID_CHARS:
             raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID_CHARS} characters")
@@ -191,7 +249,8 @@ class ExtractionStore:
             sha256, size = hashlib.sha256(upload.content).hexdigest(), len(upload.content)
         else:
             raise InvalidArgument("content is empty")
-        fingerprint = request_fingerprint(sha256, filename, reprocess)
+        fingerprint = request_fingerprint(sha256, filename, reprocess, retention, webhook_url)
+        reuse = not (reprocess or retention or webhook_url)
         key = document_key(tenant, sha256)
         # The object write overlaps the lookup: its key is content-addressed per tenant, so writing it for
         # a request that turns out to be a repeat only rewrites the same bytes.
@@ -201,7 +260,7 @@ class ExtractionStore:
                 found: Any = await connection.fetchrow(
                     "SELECT (SELECT id FROM extractions WHERE tenant = $1 AND request_id = $2) AS by_request,"
                     " (SELECT id FROM extractions WHERE tenant = $1 AND document_sha256 = $3 AND state = $4"
-                    "  ORDER BY create_time DESC LIMIT 1) AS finished",
+                    f"  AND {visible('')} ORDER BY create_time DESC LIMIT 1) AS finished",
                     tenant,
                     request_id or None,
                     sha256,
@@ -210,10 +269,14 @@ class ExtractionStore:
             await write  # before any row points at the object
             if found["by_request"] is not None:
                 return await self._repeat(found["by_request"], request_id, fingerprint)
-            if not reprocess and found["finished"] is not None:
+            if reuse and found["finished"] is not None:
                 extraction, existing_key = await self.get(str(found["finished"]))
                 return Created(extraction, False, existing_key)
-            row = await self._insert(tenant, request_id, sha256, size, key, filename, fingerprint)
+            new = _New(
+                tenant, request_id, sha256, size, key, filename, fingerprint, self._retention.effective(retention),
+                webhook_url,
+            )  # fmt: skip
+            row = await self._insert(new, upload)
         finally:
             if not write.done():
                 write.cancel()
@@ -250,34 +313,46 @@ class ExtractionStore:
             )
         return Created(extraction, False, key)
 
-    async def _insert(
-        self, tenant: str, request_id: str, sha256: str, size: int, key: str, filename: str, fingerprint: str
-    ) -> asyncpg.Record | None:
-        """One statement: the document row (if new), the extraction row, and the relay's wake-up."""
-        async with self._pool.acquire() as connection:
+    async def _insert(self, new: _New, upload: Upload) -> asyncpg.Record | None:
+        """The document row (if new), the extraction row and the relay's wake-up, in one transaction.
+
+        A document row this statement had to create may replace one a concurrent purge just deleted — with
+        the PDF, possibly after our write landed. Its lock is ours until commit and any such purge has
+        committed, so checking the object now is final: if it is gone, it is written again before any
+        row pointing at it becomes visible.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
             row: asyncpg.Record | None = await connection.fetchrow(
                 "WITH document AS ("
                 "  INSERT INTO documents (tenant, sha256, size_bytes, object_key) VALUES ($2, $4, $8, $9)"
-                "  ON CONFLICT (tenant, sha256) DO NOTHING),"
+                "  ON CONFLICT (tenant, sha256) DO NOTHING RETURNING 1),"
                 " inserted AS ("
-                "  INSERT INTO extractions"
-                "  (id, tenant, request_id, document_sha256, filename, state, stage, fingerprint, traceparent)"
-                "  VALUES ($1, $2, $3, $4, $5, $6, $7, $10, NULLIF($11, ''))"
+                "  INSERT INTO extractions (id, tenant, request_id, document_sha256, filename, state, stage,"
+                "  fingerprint, traceparent, expire_time, webhook_url, webhook_state)"
+                "  VALUES ($1, $2, $3, $4, $5, $6, $7, $10, NULLIF($11, ''), now() + $12::interval,"
+                "  NULLIF($13, ''), $14)"
                 "  ON CONFLICT (tenant, request_id) DO NOTHING RETURNING *)"
                 " SELECT inserted.*, $8::bigint AS size_bytes, $9::text AS object_key,"
+                " EXISTS (SELECT 1 FROM document) AS new_document,"
                 f" pg_notify('{OUTBOX_CHANNEL}', inserted.id::text) FROM inserted",
                 uuid.uuid4(),
-                tenant,
-                request_id or None,
-                sha256,
-                filename,
+                new.tenant,
+                new.request_id or None,
+                new.sha256,
+                new.filename,
                 pb.STATE_PENDING,
                 pb.STAGE_QUEUED,
-                size,
-                key,
-                fingerprint,
+                new.size,
+                new.key,
+                new.fingerprint,
                 current_trace_carrier(),
+                new.retention,
+                new.webhook_url,
+                pb.WEBHOOK_STATE_PENDING if new.webhook_url else pb.WEBHOOK_STATE_UNSPECIFIED,
             )
+            if row is not None and row["new_document"] and not await self._objects.exists(new.key):
+                log.warning("document purged during upload; writing it again", extra={"extraction_id": str(row["id"])})
+                await self._write_document(upload, new.key)
         return row
 
     async def list_page(
@@ -287,7 +362,7 @@ class ExtractionStore:
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        conditions: list[str] = ["e.tenant = $1"]
+        conditions: list[str] = ["e.tenant = $1", visible()]
         args: list[object] = [tenant or DEFAULT_TENANT]
         if state:
             if state not in pb.State.values():
@@ -312,15 +387,17 @@ class ExtractionStore:
         return [_to_message(row) for row in rows], token
 
     async def get(
-        self, extraction_id: str, *, tenant: str = "", with_clauses: bool = True
+        self, extraction_id: str, *, tenant: str = "", with_clauses: bool = True, hidden: bool = False
     ) -> tuple[pb.Extraction, str]:
         """The extraction (with clauses once SUCCEEDED) and its document's object key.
 
-        With `tenant`, another tenant's extraction is NOT_FOUND: its existence is not revealed.
+        With `tenant`, another tenant's extraction is NOT_FOUND: its existence is not revealed. One being
+        deleted or expired is NOT_FOUND unless `hidden` (the pipeline's own calls, which must still see it).
         """
         ident = parse_id(extraction_id)
         async with self._pool.acquire() as connection:
-            row = await connection.fetchrow(_SELECT + " WHERE e.id = $1", ident)
+            condition = "" if hidden else f" AND {visible()}"
+            row = await connection.fetchrow(_SELECT + " WHERE e.id = $1" + condition, ident)
             if row is None or (tenant and row["tenant"] != tenant):
                 raise NotFound(f"extraction {extraction_id} not found")
             clauses = None
@@ -379,7 +456,7 @@ class ExtractionStore:
             )
         if changed is not None and "state" in columns and state in TERMINAL_STATES:
             EXTRACTIONS.labels(pb.State.Name(state).removeprefix("STATE_")).inc()  # type: ignore[arg-type]
-        extraction, _ = await self.get(extraction_id, with_clauses=False)
+        extraction, _ = await self.get(extraction_id, with_clauses=False, hidden=True)
         if extraction.state in (pb.STATE_FAILED, pb.STATE_CANCELLED):
             await self.discard_objects(extraction_id)
         return extraction
@@ -399,10 +476,11 @@ class ExtractionStore:
         ident = parse_id(extraction_id)
         async with self._pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
-                "SELECT tenant, state, workflow_start_time, cancel_time FROM extractions WHERE id = $1 FOR UPDATE",
+                "SELECT tenant, state, workflow_start_time, cancel_time, delete_requested_time FROM extractions"
+                " WHERE id = $1 FOR UPDATE",
                 ident,
             )
-            if row is None or (tenant and row["tenant"] != tenant):
+            if row is None or (tenant and row["tenant"] != tenant) or row["delete_requested_time"] is not None:
                 raise NotFound(f"extraction {extraction_id} not found")
             if row["state"] in TERMINAL_STATES:
                 pass
@@ -427,7 +505,7 @@ class ExtractionStore:
     async def complete(self, extraction_id: str, source_key: str) -> tuple[int, str]:
         """Store the clauses at source_key as rows plus a result JSON object; mark SUCCEEDED."""
         ident = parse_id(extraction_id)
-        current, _ = await self.get(extraction_id, with_clauses=False)
+        current, _ = await self.get(extraction_id, with_clauses=False, hidden=True)
         if current.state == pb.STATE_SUCCEEDED:
             async with self._pool.acquire() as connection:
                 count = await connection.fetchval("SELECT count(*) FROM clauses WHERE extraction_id = $1", ident)

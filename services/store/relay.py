@@ -3,7 +3,9 @@
 Why: a submit that starts its workflow itself fails, or leaves a PENDING row nothing ever starts, when
 Temporal is briefly down; a cancel that reaches the row but not the workflow is lost. Instead the row
 is the intent (a transactional outbox): CreateExtraction commits a PENDING row with no
-`workflow_start_time`, CancelExtraction commits a `cancel_time`, and this relay carries them out.
+`workflow_start_time`, CancelExtraction commits a `cancel_time`, DeleteExtraction (or expiry) a
+`delete_requested_time` without `deletion_start_time`, and this relay carries them out: it starts the
+workflow, delivers the cancel, or starts the DeletionWorkflow `deletion-<id>` (services/store/lifecycle.py).
 
 Mechanism: every store replica runs one relay. It wakes on a NOTIFY from the committing transaction
 (ChangeFeed.outbox) or, failing that, every `relay_poll_seconds` (the sweep that catches what a lost
@@ -31,10 +33,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from clausework.pipeline import TERMINAL_STATES
-from clausework.pipeline.payloads import WORKFLOW_NAME, ExtractionInput, workflow_id
+from contracts.v1 import extraction_pb2 as pb
+from clausework.pipeline.payloads import (
+    DELETION_WORKFLOW_NAME,
+    WORKFLOW_NAME,
+    DeletionInput,
+    ExtractionInput,
+    deletion_workflow_id,
+    workflow_id,
+)
 from clausework.pipeline.search import extraction_attributes, use_search_attributes
 from clausework.runtime.telemetry import continued_trace
-from contracts.v1 import extraction_pb2 as pb
 from services.store.changes import ChangeFeed
 from services.store.extractions import EXTRACTIONS
 
@@ -49,7 +58,10 @@ OLDEST_UNSTARTED = Gauge(
 )
 UNSTARTED = Gauge("clausework_outbox_unstarted", "PENDING extractions whose workflow is not started yet.")
 UNDELIVERED_CANCELS = Gauge("clausework_outbox_undelivered_cancels", "Cancel requests not yet delivered to Temporal.")
-RELAYED = Counter("clausework_outbox_relayed", "Outbox entries carried out, by kind (start, cancel).", ["kind"])
+UNSTARTED_DELETIONS = Gauge(
+    "clausework_outbox_unstarted_deletions", "Delete requests whose DeletionWorkflow is not started yet."
+)
+RELAYED = Counter("clausework_outbox_relayed", "Outbox entries carried out, by kind (start, cancel, delete).", ["kind"])
 RELAY_FAILURES = Counter("clausework_outbox_failures", "Relay passes that could not reach Temporal or the database.")
 
 
@@ -68,6 +80,7 @@ class OutboxRelay:
         task_queue: str,
         poll_seconds: float = 2.0,
         batch: int = 50,
+        deletion_settle_seconds: float = 0.0,
     ) -> None:
         self._pool = pool
         self._changes = changes
@@ -76,6 +89,7 @@ class OutboxRelay:
         self._task_queue = task_queue
         self._poll_seconds = poll_seconds
         self._batch = batch
+        self._deletion_settle_seconds = deletion_settle_seconds
         self._search_attributes: bool | None = None  # decided on the first reachable pass
         self._next_measure = 0.0
 
@@ -104,19 +118,22 @@ class OutboxRelay:
                     await asyncio.wait_for(self._changes.outbox.wait(), self._poll_seconds)
 
     async def pass_once(self) -> bool:
-        """One batch of starts and one of cancels; True when a batch was full (more may be waiting)."""
+        """One batch of starts, cancels and deletions; True when a batch was full (more may be waiting).
+
+        Cancels go before deletions, so a deleted extraction's work is told to stop first."""
         if self._search_attributes is None:
             self._search_attributes = await use_search_attributes(self._temporal, self._namespace)
         started = await self._start_batch()
         cancelled = await self._cancel_batch()
-        return started >= self._batch or cancelled >= self._batch
+        deleting = await self._delete_batch()
+        return max(started, cancelled, deleting) >= self._batch
 
     async def _start_batch(self) -> int:
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
-                "SELECT e.id, e.tenant, e.filename, e.traceparent, d.object_key FROM extractions e"
-                " JOIN documents d ON d.tenant = e.tenant AND d.sha256 = e.document_sha256"
-                " WHERE e.state = $1 AND e.workflow_start_time IS NULL"
+                "SELECT e.id, e.tenant, e.filename, e.traceparent, d.object_key, e.webhook_url IS NOT NULL AS webhook"
+                " FROM extractions e JOIN documents d ON d.tenant = e.tenant AND d.sha256 = e.document_sha256"
+                " WHERE e.state = $1 AND e.workflow_start_time IS NULL AND e.delete_requested_time IS NULL"
                 " ORDER BY e.create_time LIMIT $2 FOR UPDATE OF e SKIP LOCKED",
                 pb.STATE_PENDING,
                 self._batch,
@@ -143,7 +160,7 @@ class OutboxRelay:
         with continued_trace(row["traceparent"] or ""), contextlib.suppress(WorkflowAlreadyStartedError):
             await self._temporal.start_workflow(
                 WORKFLOW_NAME,
-                ExtractionInput(extraction_id=extraction_id, document_key=row["object_key"]),
+                ExtractionInput(extraction_id=extraction_id, document_key=row["object_key"], webhook=row["webhook"]),
                 id=workflow_id(extraction_id),
                 task_queue=self._task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -186,6 +203,41 @@ class OutboxRelay:
             raise TemporalUnreachable(f"{len(failed)} of {len(live)} cancels failed")
         return len(rows)
 
+    async def _delete_batch(self) -> int:
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                "SELECT id, tenant FROM extractions WHERE delete_requested_time IS NOT NULL"
+                " AND deletion_start_time IS NULL ORDER BY delete_requested_time LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._batch,
+            )
+            if not rows:
+                return 0
+            outcomes = await asyncio.gather(*(self._start_deletion(row) for row in rows), return_exceptions=True)
+            done = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
+            if done:
+                await connection.execute(
+                    "UPDATE extractions SET deletion_start_time = now() WHERE id = ANY($1::uuid[])", done
+                )
+                RELAYED.labels("delete").inc(len(done))
+        failures = [outcome for outcome in outcomes if outcome is not None]
+        if failures:
+            raise TemporalUnreachable(f"{len(failures)} of {len(rows)} deletions failed to start: {failures[0]!r}")
+        return len(rows)
+
+    async def _start_deletion(self, row: Any) -> None:
+        extraction_id = str(row["id"])
+        attributes = extraction_attributes(extraction_id, row["tenant"]) if self._search_attributes else None
+        with contextlib.suppress(WorkflowAlreadyStartedError):  # started before a lost commit: done
+            await self._temporal.start_workflow(
+                DELETION_WORKFLOW_NAME,
+                DeletionInput(extraction_id=extraction_id, settle_seconds=self._deletion_settle_seconds),
+                id=deletion_workflow_id(extraction_id),
+                task_queue=self._task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=attributes,
+                rpc_timeout=TEMPORAL_RPC_TIMEOUT,
+            )
+
     async def _cancel(self, ident: Any) -> bool:
         """Request cancellation of the extraction's workflow; False when there is no running workflow."""
         try:
@@ -206,6 +258,11 @@ class OutboxRelay:
             cancels = await connection.fetchval(
                 "SELECT count(*) FROM extractions WHERE cancel_time IS NOT NULL AND cancel_delivered_time IS NULL"
             )
+            deletions = await connection.fetchval(
+                "SELECT count(*) FROM extractions"
+                " WHERE delete_requested_time IS NOT NULL AND deletion_start_time IS NULL"
+            )
         UNSTARTED.set(row["n"])
         OLDEST_UNSTARTED.set(float(row["age"]))
         UNDELIVERED_CANCELS.set(cancels)
+        UNSTARTED_DELETIONS.set(deletions)

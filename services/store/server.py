@@ -5,21 +5,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf import empty_pb2
 
 from clausework.runtime.errors import InvalidArgument
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from services.store.changes import ChangeFeed
 from services.store.extractions import ExtractionStore, Upload
+from services.store.lifecycle import Lifecycle
 from services.store.objects import ObjectStore
 
 Context = grpc.aio.ServicerContext
 
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    def __init__(self, extractions: ExtractionStore, objects: ObjectStore, changes: ChangeFeed) -> None:
+    def __init__(
+        self, extractions: ExtractionStore, objects: ObjectStore, changes: ChangeFeed, lifecycle: Lifecycle
+    ) -> None:
         self._extractions = extractions
         self._objects = objects
         self._changes = changes
+        self._lifecycle = lifecycle
 
     async def CreateExtraction(
         self, request: store_pb2.CreateExtractionRequest, context: Context[object, object]
@@ -35,6 +40,8 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             request.request_id,
             tenant=request.tenant,
             reprocess=request.reprocess,
+            retention=request.retention.ToTimedelta() if request.HasField("retention") else None,
+            webhook_url=request.webhook_url,
         )
         return store_pb2.CreateExtractionResponse(
             extraction=created.extraction, created=created.created, document_key=created.document_key
@@ -117,3 +124,30 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
 
         size = await self._objects.put_stream(first.key, chunks())
         return store_pb2.WriteObjectResponse(key=first.key, size_bytes=size)
+
+    async def DeleteExtraction(
+        self, request: store_pb2.DeleteExtractionRequest, context: Context[object, object]
+    ) -> empty_pb2.Empty:
+        await self._lifecycle.request_delete(request.id, tenant=request.tenant)
+        return empty_pb2.Empty()
+
+    async def PurgeExtraction(
+        self, request: store_pb2.PurgeExtractionRequest, context: Context[object, object]
+    ) -> store_pb2.PurgeExtractionResponse:
+        return await self._lifecycle.purge(request.id)
+
+    async def ExpireExtractions(
+        self, request: store_pb2.ExpireExtractionsRequest, context: Context[object, object]
+    ) -> store_pb2.ExpireExtractionsResponse:
+        return store_pb2.ExpireExtractionsResponse(marked=await self._lifecycle.expire(request.limit))
+
+    async def GetWebhookEvent(
+        self, request: store_pb2.GetWebhookEventRequest, context: Context[object, object]
+    ) -> store_pb2.GetWebhookEventResponse:
+        return await self._lifecycle.webhook_event(request.id)
+
+    async def RecordWebhookAttempt(
+        self, request: store_pb2.RecordWebhookAttemptRequest, context: Context[object, object]
+    ) -> empty_pb2.Empty:
+        await self._lifecycle.record_webhook(request)
+        return empty_pb2.Empty()

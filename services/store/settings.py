@@ -36,3 +36,10 @@ class StoreSettings(ServerSettings):
     sweep_interval_seconds: float = 300.0
     upload_grace_seconds: float = 3600.0
     sweep_settle_seconds: float = 60.0
+    # Retention (services/store/retention.py): days an extraction is kept when its request names no
+    # retention (unset = kept until deleted), and the most any extraction is kept (unset = no cap).
+    retention_days: float | None = Field(default=None, gt=0, validation_alias="RETENTION_DAYS")
+    retention_max_days: float | None = Field(default=None, gt=0, validation_alias="RETENTION_MAX_DAYS")
+    # A DeletionWorkflow sweeps the id's objects again this long after purging, for a cancelled parser
+    # or llm call that landed an object late.
+    deletion_settle_seconds: float = Field(default=60.0, ge=0, validation_alias="DELETION_SETTLE_SECONDS")

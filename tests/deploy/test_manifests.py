@@ -77,11 +77,14 @@ SECRET_ENV = {
     "AWS_SECRET_ACCESS_KEY": {"store"},
     "STORE_PAGE_TOKEN_KEY": {"store"},
     "OPENAI_API_KEY": {"llm"},
+    "WEBHOOK_SIGNING_SECRET": {"worker"},
+    "WEBHOOK_TENANT_SIGNING_SECRETS": {"worker"},
 }
 SECRETISH = re.compile(r"PASSWORD|PASSWD|_PWD$|SECRET|TOKEN|API_KEY|ACCESS_KEY|DATABASE_URL|CREDENTIAL")
 # Environment the settings classes may read; cleared before a test feeds them a manifest's environment.
 SETTINGS_ENV = re.compile(
-    r"^(GATEWAY|PARSER|LLM|STORE|WORKER|TEMPORAL|S3|AWS|DATABASE|OPENAI|GRPC|MAX_UPLOAD)_|^(LOG_LEVEL|SHUTDOWN_GRACE_SECONDS)$"
+    r"^(GATEWAY|PARSER|LLM|STORE|WORKER|TEMPORAL|S3|AWS|DATABASE|OPENAI|GRPC|MAX_UPLOAD|WEBHOOK|RETENTION|DELETION)_"
+    r"|^(LOG_LEVEL|SHUTDOWN_GRACE_SECONDS)$"
 )
 # Prometheus metrics of every process, and the Temporal SDK's own metrics of the worker (HTTP /metrics).
 METRICS_PORT = 9090
@@ -364,6 +367,13 @@ def test_manifests_configure_the_code_as_intended(overlay: str, monkeypatch: pyt
     assert store.database_url == f"<secret {SECRET_NAME}/database-url>"
     assert store.aws_secret_access_key == f"<secret {SECRET_NAME}/aws-secret-access-key>"
     assert store.s3_endpoint_url == cm["S3_ENDPOINT_URL"]
+    # Deletion, retention and webhooks: the schedule runs, webhooks are signed from the Secret and reach
+    # only public https receivers (no loopback or plain http outside local stacks).
+    assert store.deletion_settle_seconds > 0 and worker.retention_sweep_seconds >= 60
+    assert worker.webhook_signing_secret.get_secret_value() == f"<secret {SECRET_NAME}/webhook-signing-secret>"
+    for checker in (gateway, worker):
+        policy = checker.webhook_policy()
+        assert not policy.allow_insecure and not policy.allowed_hosts and not policy.allowed_networks
     # CPU-bound work per pod must fit the pod's CPU limit, not the node's core count.
     for process in ("parser", "llm"):
         limit = quantity(container(deployment(overlay, process))["resources"]["limits"]["cpu"])

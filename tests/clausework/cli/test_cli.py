@@ -62,3 +62,20 @@ def test_errors_are_one_clear_line(stack: Stack, tmp_path: Path) -> None:
     assert failed.stderr.strip().splitlines()[-1] == "error: INVALID_ARGUMENT: content is not a PDF (no %PDF- header)"
     missing = contracts(stack, "get", "00000000-0000-0000-0000-000000000000")
     assert "NOT_FOUND" in missing.stderr
+
+
+def test_extract_with_retention_and_webhook_then_delete(stack: Stack, tmp_path: Path) -> None:
+    contract = tmp_path / "nda.pdf"
+    contract.write_bytes(pdfs.text_pdf([*pdfs.CONTRACT_PAGES, "cli lifecycle test"]))
+    extracted = contracts(stack, "extract", str(contract), "--json", "--retention", "7d")
+    assert extracted.returncode == 0, extracted.stderr
+    result = json.loads(extracted.stdout)
+    assert result["expireTime"] > result["createTime"]
+    refused = contracts(stack, "extract", str(contract), "--webhook", "https://10.0.0.1/hook")
+    assert refused.returncode != 0 and "INVALID_ARGUMENT" in refused.stderr
+    bad = contracts(stack, "extract", str(contract), "--retention", "soon")
+    assert bad.returncode == 2 and "expected a number" in bad.stderr
+    deleted = contracts(stack, "delete", result["id"])
+    assert deleted.returncode == 0, deleted.stderr
+    assert "NOT_FOUND" in contracts(stack, "get", result["id"]).stderr
+    assert "NOT_FOUND" in contracts(stack, "delete", result["id"]).stderr

@@ -22,54 +22,62 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ontracts/v1/extraction.proto\x12\x0c\x63ontracts.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x30\n\x07options\x18\x04 \x01(\x0b\x32\x1f.contracts.v1.ExtractionOptions\"&\n\x11\x45xtractionOptions\x12\x11\n\treprocess\x18\x01 \x01(\x08\"g\n\x17UploadExtractionRequest\x12\x30\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.contracts.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"|\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x07options\x18\x03 \x01(\x0b\x32\x1f.contracts.v1.ExtractionOptions\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"$\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"c\n\x16ListExtractionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x17\x43\x61ncelExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"%\n\x17\x44ownloadDocumentRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x18\x44ownloadDocumentResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"\"\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xe3\x03\n\nExtraction\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12(\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x16.contracts.v1.Document\x12%\n\x07\x63lauses\x18\x05 \x03(\x0b\x32\x14.contracts.v1.Clause\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\r\n\x05model\x18\n \x01(\t\x12(\n\x08progress\x18\x0b \x01(\x0b\x32\x16.contracts.v1.Progress\x12\"\n\x05usage\x18\x0c \x01(\x0b\x32\x13.contracts.v1.Usage\x12/\n\x0b\x63\x61ncel_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x08Progress\x12\x14\n\x0cpages_parsed\x18\x01 \x01(\x05\x12\x13\n\x0bpages_total\x18\x02 \x01(\x05\x12\x13\n\x0b\x63hunks_done\x18\x03 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\x04 \x01(\x05\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\"h\n\x08\x44ocument\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\"0\n\x0f\x45xtractionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x98\x01\n\x06\x43lause\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\npage_start\x18\x03 \x01(\x05\x12\x10\n\x08page_end\x18\x04 \x01(\x05\x12\x12\n\nchar_start\x18\x05 \x01(\x05\x12\x10\n\x08\x63har_end\x18\x06 \x01(\x05\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t*\x80\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05*|\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_QUEUED\x10\x01\x12\x11\n\rSTAGE_PARSING\x10\x02\x12\x14\n\x10STAGE_EXTRACTING\x10\x03\x12\x11\n\rSTAGE_STORING\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x32\xfd\x04\n\x11\x45xtractionService\x12S\n\x10\x43reateExtraction\x12%.contracts.v1.CreateExtractionRequest\x1a\x18.contracts.v1.Extraction\x12M\n\rGetExtraction\x12\".contracts.v1.GetExtractionRequest\x1a\x18.contracts.v1.Extraction\x12U\n\x10UploadExtraction\x12%.contracts.v1.UploadExtractionRequest\x1a\x18.contracts.v1.Extraction(\x01\x12S\n\x0fWatchExtraction\x12$.contracts.v1.WatchExtractionRequest\x1a\x18.contracts.v1.Extraction0\x01\x12^\n\x0fListExtractions\x12$.contracts.v1.ListExtractionsRequest\x1a%.contracts.v1.ListExtractionsResponse\x12S\n\x10\x43\x61ncelExtraction\x12%.contracts.v1.CancelExtractionRequest\x1a\x18.contracts.v1.Extraction\x12\x63\n\x10\x44ownloadDocument\x12%.contracts.v1.DownloadDocumentRequest\x1a&.contracts.v1.DownloadDocumentResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ontracts/v1/extraction.proto\x12\x0c\x63ontracts.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x30\n\x07options\x18\x04 \x01(\x0b\x32\x1f.contracts.v1.ExtractionOptions\"i\n\x11\x45xtractionOptions\x12\x11\n\treprocess\x18\x01 \x01(\x08\x12,\n\tretention\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bwebhook_url\x18\x03 \x01(\t\"g\n\x17UploadExtractionRequest\x12\x30\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.contracts.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"|\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x07options\x18\x03 \x01(\x0b\x32\x1f.contracts.v1.ExtractionOptions\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"$\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"c\n\x16ListExtractionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x17\x43\x61ncelExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"%\n\x17\x44\x65leteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"%\n\x17\x44ownloadDocumentRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x18\x44ownloadDocumentResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"\"\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xc4\x04\n\nExtraction\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12(\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x16.contracts.v1.Document\x12%\n\x07\x63lauses\x18\x05 \x03(\x0b\x32\x14.contracts.v1.Clause\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\r\n\x05model\x18\n \x01(\t\x12(\n\x08progress\x18\x0b \x01(\x0b\x32\x16.contracts.v1.Progress\x12\"\n\x05usage\x18\x0c \x01(\x0b\x32\x13.contracts.v1.Usage\x12/\n\x0b\x63\x61ncel_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07webhook\x18\x0f \x01(\x0b\x32\x1d.contracts.v1.WebhookDelivery\"\xb3\x01\n\x0fWebhookDelivery\x12)\n\x05state\x18\x01 \x01(\x0e\x32\x1a.contracts.v1.WebhookState\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x05\x12\x18\n\x10last_status_code\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x35\n\x11last_attempt_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x08Progress\x12\x14\n\x0cpages_parsed\x18\x01 \x01(\x05\x12\x13\n\x0bpages_total\x18\x02 \x01(\x05\x12\x13\n\x0b\x63hunks_done\x18\x03 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\x04 \x01(\x05\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\"h\n\x08\x44ocument\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\"0\n\x0f\x45xtractionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x98\x01\n\x06\x43lause\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\npage_start\x18\x03 \x01(\x05\x12\x10\n\x08page_end\x18\x04 \x01(\x05\x12\x12\n\nchar_start\x18\x05 \x01(\x05\x12\x10\n\x08\x63har_end\x18\x06 \x01(\x05\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t*\x80\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05*|\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_QUEUED\x10\x01\x12\x11\n\rSTAGE_PARSING\x10\x02\x12\x14\n\x10STAGE_EXTRACTING\x10\x03\x12\x11\n\rSTAGE_STORING\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05*\x9b\x01\n\x0cWebhookState\x12\x1d\n\x19WEBHOOK_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15WEBHOOK_STATE_PENDING\x10\x01\x12\x1a\n\x16WEBHOOK_STATE_RETRYING\x10\x02\x12\x1b\n\x17WEBHOOK_STATE_DELIVERED\x10\x03\x12\x18\n\x14WEBHOOK_STATE_FAILED\x10\x04\x32\xd0\x05\n\x11\x45xtractionService\x12S\n\x10\x43reateExtraction\x12%.contracts.v1.CreateExtractionRequest\x1a\x18.contracts.v1.Extraction\x12M\n\rGetExtraction\x12\".contracts.v1.GetExtractionRequest\x1a\x18.contracts.v1.Extraction\x12U\n\x10UploadExtraction\x12%.contracts.v1.UploadExtractionRequest\x1a\x18.contracts.v1.Extraction(\x01\x12S\n\x0fWatchExtraction\x12$.contracts.v1.WatchExtractionRequest\x1a\x18.contracts.v1.Extraction0\x01\x12^\n\x0fListExtractions\x12$.contracts.v1.ListExtractionsRequest\x1a%.contracts.v1.ListExtractionsResponse\x12S\n\x10\x43\x61ncelExtraction\x12%.contracts.v1.CancelExtractionRequest\x1a\x18.contracts.v1.Extraction\x12\x63\n\x10\x44ownloadDocument\x12%.contracts.v1.DownloadDocumentRequest\x1a&.contracts.v1.DownloadDocumentResponse0\x01\x12Q\n\x10\x44\x65leteExtraction\x12%.contracts.v1.DeleteExtractionRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'contracts.v1.extraction_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATE']._serialized_start=1834
-  _globals['_STATE']._serialized_end=1962
-  _globals['_STAGE']._serialized_start=1964
-  _globals['_STAGE']._serialized_end=2088
-  _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=81
-  _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=211
-  _globals['_EXTRACTIONOPTIONS']._serialized_start=213
-  _globals['_EXTRACTIONOPTIONS']._serialized_end=251
-  _globals['_UPLOADEXTRACTIONREQUEST']._serialized_start=253
-  _globals['_UPLOADEXTRACTIONREQUEST']._serialized_end=356
-  _globals['_UPLOADMETADATA']._serialized_start=358
-  _globals['_UPLOADMETADATA']._serialized_end=482
-  _globals['_WATCHEXTRACTIONREQUEST']._serialized_start=484
-  _globals['_WATCHEXTRACTIONREQUEST']._serialized_end=520
-  _globals['_LISTEXTRACTIONSREQUEST']._serialized_start=522
-  _globals['_LISTEXTRACTIONSREQUEST']._serialized_end=621
-  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_start=623
-  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_end=720
-  _globals['_CANCELEXTRACTIONREQUEST']._serialized_start=722
-  _globals['_CANCELEXTRACTIONREQUEST']._serialized_end=759
-  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_start=761
-  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_end=798
-  _globals['_DOWNLOADDOCUMENTRESPONSE']._serialized_start=800
-  _globals['_DOWNLOADDOCUMENTRESPONSE']._serialized_end=841
-  _globals['_GETEXTRACTIONREQUEST']._serialized_start=843
-  _globals['_GETEXTRACTIONREQUEST']._serialized_end=877
-  _globals['_EXTRACTION']._serialized_start=880
-  _globals['_EXTRACTION']._serialized_end=1363
-  _globals['_PROGRESS']._serialized_start=1365
-  _globals['_PROGRESS']._serialized_end=1461
-  _globals['_USAGE']._serialized_start=1463
-  _globals['_USAGE']._serialized_end=1520
-  _globals['_DOCUMENT']._serialized_start=1522
-  _globals['_DOCUMENT']._serialized_end=1626
-  _globals['_EXTRACTIONERROR']._serialized_start=1628
-  _globals['_EXTRACTIONERROR']._serialized_end=1676
-  _globals['_CLAUSE']._serialized_start=1679
-  _globals['_CLAUSE']._serialized_end=1831
-  _globals['_EXTRACTIONSERVICE']._serialized_start=2091
-  _globals['_EXTRACTIONSERVICE']._serialized_end=2728
+  _globals['_STATE']._serialized_start=2280
+  _globals['_STATE']._serialized_end=2408
+  _globals['_STAGE']._serialized_start=2410
+  _globals['_STAGE']._serialized_end=2534
+  _globals['_WEBHOOKSTATE']._serialized_start=2537
+  _globals['_WEBHOOKSTATE']._serialized_end=2692
+  _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=142
+  _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=272
+  _globals['_EXTRACTIONOPTIONS']._serialized_start=274
+  _globals['_EXTRACTIONOPTIONS']._serialized_end=379
+  _globals['_UPLOADEXTRACTIONREQUEST']._serialized_start=381
+  _globals['_UPLOADEXTRACTIONREQUEST']._serialized_end=484
+  _globals['_UPLOADMETADATA']._serialized_start=486
+  _globals['_UPLOADMETADATA']._serialized_end=610
+  _globals['_WATCHEXTRACTIONREQUEST']._serialized_start=612
+  _globals['_WATCHEXTRACTIONREQUEST']._serialized_end=648
+  _globals['_LISTEXTRACTIONSREQUEST']._serialized_start=650
+  _globals['_LISTEXTRACTIONSREQUEST']._serialized_end=749
+  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_start=751
+  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_end=848
+  _globals['_CANCELEXTRACTIONREQUEST']._serialized_start=850
+  _globals['_CANCELEXTRACTIONREQUEST']._serialized_end=887
+  _globals['_DELETEEXTRACTIONREQUEST']._serialized_start=889
+  _globals['_DELETEEXTRACTIONREQUEST']._serialized_end=926
+  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_start=928
+  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_end=965
+  _globals['_DOWNLOADDOCUMENTRESPONSE']._serialized_start=967
+  _globals['_DOWNLOADDOCUMENTRESPONSE']._serialized_end=1008
+  _globals['_GETEXTRACTIONREQUEST']._serialized_start=1010
+  _globals['_GETEXTRACTIONREQUEST']._serialized_end=1044
+  _globals['_EXTRACTION']._serialized_start=1047
+  _globals['_EXTRACTION']._serialized_end=1627
+  _globals['_WEBHOOKDELIVERY']._serialized_start=1630
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1809
+  _globals['_PROGRESS']._serialized_start=1811
+  _globals['_PROGRESS']._serialized_end=1907
+  _globals['_USAGE']._serialized_start=1909
+  _globals['_USAGE']._serialized_end=1966
+  _globals['_DOCUMENT']._serialized_start=1968
+  _globals['_DOCUMENT']._serialized_end=2072
+  _globals['_EXTRACTIONERROR']._serialized_start=2074
+  _globals['_EXTRACTIONERROR']._serialized_end=2122
+  _globals['_CLAUSE']._serialized_start=2125
+  _globals['_CLAUSE']._serialized_end=2277
+  _globals['_EXTRACTIONSERVICE']._serialized_start=2695
+  _globals['_EXTRACTIONSERVICE']._serialized_end=3415
 # @@protoc_insertion_point(module_scope)

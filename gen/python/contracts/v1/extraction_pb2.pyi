@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -88,6 +89,36 @@ STAGE_DONE: Stage.ValueType  # 5
 """Finished (whatever the state)."""
 Global___Stage: _TypeAlias = Stage  # noqa: Y015
 
+class _WebhookState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WebhookStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WEBHOOK_STATE_UNSPECIFIED: _WebhookState.ValueType  # 0
+    WEBHOOK_STATE_PENDING: _WebhookState.ValueType  # 1
+    """Not sent yet: the extraction has not ended."""
+    WEBHOOK_STATE_RETRYING: _WebhookState.ValueType  # 2
+    """An attempt failed with a timeout, 429 or 5xx; retried with backoff for up to 24 hours."""
+    WEBHOOK_STATE_DELIVERED: _WebhookState.ValueType  # 3
+    """The receiver answered 2xx."""
+    WEBHOOK_STATE_FAILED: _WebhookState.ValueType  # 4
+    """Given up: another 4xx, a redirect, a refused address, or 24 hours of failures."""
+
+class WebhookState(_WebhookState, metaclass=_WebhookStateEnumTypeWrapper):
+    """Where a completion webhook's delivery stands."""
+
+WEBHOOK_STATE_UNSPECIFIED: WebhookState.ValueType  # 0
+WEBHOOK_STATE_PENDING: WebhookState.ValueType  # 1
+"""Not sent yet: the extraction has not ended."""
+WEBHOOK_STATE_RETRYING: WebhookState.ValueType  # 2
+"""An attempt failed with a timeout, 429 or 5xx; retried with backoff for up to 24 hours."""
+WEBHOOK_STATE_DELIVERED: WebhookState.ValueType  # 3
+"""The receiver answered 2xx."""
+WEBHOOK_STATE_FAILED: WebhookState.ValueType  # 4
+"""Given up: another 4xx, a redirect, a refused address, or 24 hours of failures."""
+Global___WebhookState: _TypeAlias = WebhookState  # noqa: Y015
+
 @_typing.final
 class CreateExtractionRequest(_message.Message):
     """Request for CreateExtraction."""
@@ -132,18 +163,35 @@ class ExtractionOptions(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REPROCESS_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     reprocess: _builtins.bool
     """Extract again even if the same PDF bytes were already extracted for this tenant; by default the
     finished extraction of identical bytes is returned instead of doing the work twice.
     """
+    webhook_url: _builtins.str
+    """Where to POST a signed event (Standard Webhooks) when the extraction reaches a terminal state.
+    https only (plain http and private, loopback or link-local addresses only where the deployment
+    allows them); anything else is INVALID_ARGUMENT at submit time, before anything is sent. An
+    upload with a webhook is never answered with an earlier extraction of the same bytes.
+    """
+    @_builtins.property
+    def retention(self) -> _duration_pb2.Duration:
+        """Delete the extraction (as DeleteExtraction does) this long after it was created. Capped by the
+        deployment's maximum; unset: the deployment's default (which may be to keep it). Must not be
+        negative. An upload with a retention is never answered with an earlier extraction of the same bytes.
+        """
+
     def __init__(
         self,
         *,
         reprocess: _builtins.bool = ...,
+        retention: _duration_pb2.Duration | None = ...,
+        webhook_url: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reprocess", b"reprocess"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reprocess", b"reprocess", "retention", b"retention", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -311,6 +359,28 @@ class CancelExtractionRequest(_message.Message):
 Global___CancelExtractionRequest: _TypeAlias = CancelExtractionRequest  # noqa: Y015
 
 @_typing.final
+class DeleteExtractionRequest(_message.Message):
+    """Request for DeleteExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The extraction to delete."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteExtractionRequest: _TypeAlias = DeleteExtractionRequest  # noqa: Y015
+
+@_typing.final
 class DownloadDocumentRequest(_message.Message):
     """Request for DownloadDocument."""
 
@@ -394,6 +464,8 @@ class Extraction(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     CANCEL_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     state: Global___State.ValueType
@@ -432,6 +504,16 @@ class Extraction(_message.Message):
         (or stays SUCCEEDED if it finished first).
         """
 
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the extraction will be deleted (from ExtractionOptions.retention or the deployment's
+        default); unset: kept until deleted.
+        """
+
+    @_builtins.property
+    def webhook(self) -> Global___WebhookDelivery:
+        """The completion webhook's delivery, set when the extraction was created with a webhook_url."""
+
     def __init__(
         self,
         *,
@@ -448,14 +530,53 @@ class Extraction(_message.Message):
         progress: Global___Progress | None = ...,
         usage: Global___Usage | None = ...,
         cancel_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        webhook: Global___WebhookDelivery | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "create_time", b"create_time", "document", b"document", "error", b"error", "progress", b"progress", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "create_time", b"create_time", "document", b"document", "error", b"error", "expire_time", b"expire_time", "progress", b"progress", "update_time", b"update_time", "usage", b"usage", "webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "clauses", b"clauses", "create_time", b"create_time", "document", b"document", "error", b"error", "id", b"id", "model", b"model", "progress", b"progress", "request_id", b"request_id", "stage", b"stage", "state", b"state", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "clauses", b"clauses", "create_time", b"create_time", "document", b"document", "error", b"error", "expire_time", b"expire_time", "id", b"id", "model", b"model", "progress", b"progress", "request_id", b"request_id", "stage", b"stage", "state", b"state", "update_time", b"update_time", "usage", b"usage", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Extraction: _TypeAlias = Extraction  # noqa: Y015
+
+@_typing.final
+class WebhookDelivery(_message.Message):
+    """How the completion webhook's delivery went (its last attempt)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_STATUS_CODE_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    state: Global___WebhookState.ValueType
+    attempts: _builtins.int
+    """Attempts made so far."""
+    last_status_code: _builtins.int
+    """HTTP status of the last attempt; 0 when it got no answer (timeout, refused connection)."""
+    last_error: _builtins.str
+    """Why the last attempt failed, if it did (no response body is kept)."""
+    @_builtins.property
+    def last_attempt_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        state: Global___WebhookState.ValueType = ...,
+        attempts: _builtins.int = ...,
+        last_status_code: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        last_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_attempt_time", b"last_attempt_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "last_attempt_time", b"last_attempt_time", "last_error", b"last_error", "last_status_code", b"last_status_code", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookDelivery: _TypeAlias = WebhookDelivery  # noqa: Y015
 
 @_typing.final
 class Progress(_message.Message):

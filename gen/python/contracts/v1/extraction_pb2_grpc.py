@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from contracts.v1 import extraction_pb2 as contracts_dot_v1_dot_extraction__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -74,6 +75,11 @@ class ExtractionServiceStub:
                 request_serializer=contracts_dot_v1_dot_extraction__pb2.DownloadDocumentRequest.SerializeToString,
                 response_deserializer=contracts_dot_v1_dot_extraction__pb2.DownloadDocumentResponse.FromString,
                 _registered_method=True)
+        self.DeleteExtraction = channel.unary_unary(
+                '/contracts.v1.ExtractionService/DeleteExtraction',
+                request_serializer=contracts_dot_v1_dot_extraction__pb2.DeleteExtractionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ExtractionServiceServicer:
@@ -143,6 +149,18 @@ class ExtractionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteExtraction(self, request, context):
+        """Deletes an extraction and everything stored for it (AIP-135): running work is cancelled first,
+        then its rows, clauses, parsed text, result and, unless another extraction of the caller still
+        uses the same bytes, the PDF. From the moment this returns, Get/Watch/Download answer NOT_FOUND
+        and List no longer shows it; the erasure itself is carried out durably in the background (it
+        survives storage outages and restarts) and no completion webhook is sent for it afterwards.
+        NOT_FOUND for an unknown id, another tenant's id, and a second delete of the same id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExtractionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +198,11 @@ def add_ExtractionServiceServicer_to_server(servicer, server):
                     servicer.DownloadDocument,
                     request_deserializer=contracts_dot_v1_dot_extraction__pb2.DownloadDocumentRequest.FromString,
                     response_serializer=contracts_dot_v1_dot_extraction__pb2.DownloadDocumentResponse.SerializeToString,
+            ),
+            'DeleteExtraction': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExtraction,
+                    request_deserializer=contracts_dot_v1_dot_extraction__pb2.DeleteExtractionRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -376,6 +399,33 @@ class ExtractionService:
             '/contracts.v1.ExtractionService/DownloadDocument',
             contracts_dot_v1_dot_extraction__pb2.DownloadDocumentRequest.SerializeToString,
             contracts_dot_v1_dot_extraction__pb2.DownloadDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExtraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.v1.ExtractionService/DeleteExtraction',
+            contracts_dot_v1_dot_extraction__pb2.DeleteExtractionRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from contracts.v1 import extraction_pb2 as _extraction_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -66,6 +67,14 @@ class ExtractionServiceStub:
     """
     DownloadDocument: _grpc.UnaryStreamMultiCallable[_extraction_pb2.DownloadDocumentRequest, _extraction_pb2.DownloadDocumentResponse]
     """Streams back the PDF an extraction was made from (for reports and audits)."""
+    DeleteExtraction: _grpc.UnaryUnaryMultiCallable[_extraction_pb2.DeleteExtractionRequest, _empty_pb2.Empty]
+    """Deletes an extraction and everything stored for it (AIP-135): running work is cancelled first,
+    then its rows, clauses, parsed text, result and, unless another extraction of the caller still
+    uses the same bytes, the PDF. From the moment this returns, Get/Watch/Download answer NOT_FOUND
+    and List no longer shows it; the erasure itself is carried out durably in the background (it
+    survives storage outages and restarts) and no completion webhook is sent for it afterwards.
+    NOT_FOUND for an unknown id, another tenant's id, and a second delete of the same id.
+    """
 
 @_typing.type_check_only
 class ExtractionServiceAsyncStub(ExtractionServiceStub):
@@ -105,6 +114,14 @@ class ExtractionServiceAsyncStub(ExtractionServiceStub):
     """
     DownloadDocument: _aio.UnaryStreamMultiCallable[_extraction_pb2.DownloadDocumentRequest, _extraction_pb2.DownloadDocumentResponse]  # type: ignore[assignment]
     """Streams back the PDF an extraction was made from (for reports and audits)."""
+    DeleteExtraction: _aio.UnaryUnaryMultiCallable[_extraction_pb2.DeleteExtractionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes an extraction and everything stored for it (AIP-135): running work is cancelled first,
+    then its rows, clauses, parsed text, result and, unless another extraction of the caller still
+    uses the same bytes, the PDF. From the moment this returns, Get/Watch/Download answer NOT_FOUND
+    and List no longer shows it; the erasure itself is carried out durably in the background (it
+    survives storage outages and restarts) and no completion webhook is sent for it afterwards.
+    NOT_FOUND for an unknown id, another tenant's id, and a second delete of the same id.
+    """
 
 class ExtractionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExtractionService is the public API: upload a PDF contract, get back its clauses.
@@ -183,5 +200,19 @@ class ExtractionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_extraction_pb2.DownloadDocumentResponse], _abc.AsyncIterator[_extraction_pb2.DownloadDocumentResponse]]:
         """Streams back the PDF an extraction was made from (for reports and audits)."""
+
+    @_abc_1.abstractmethod
+    def DeleteExtraction(
+        self,
+        request: _extraction_pb2.DeleteExtractionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes an extraction and everything stored for it (AIP-135): running work is cancelled first,
+        then its rows, clauses, parsed text, result and, unless another extraction of the caller still
+        uses the same bytes, the PDF. From the moment this returns, Get/Watch/Download answer NOT_FOUND
+        and List no longer shows it; the erasure itself is carried out durably in the background (it
+        survives storage outages and restarts) and no completion webhook is sent for it afterwards.
+        NOT_FOUND for an unknown id, another tenant's id, and a second delete of the same id.
+        """
 
 def add_ExtractionServiceServicer_to_server(servicer: ExtractionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

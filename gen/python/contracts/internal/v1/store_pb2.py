@@ -23,52 +23,71 @@ _sym_db = _symbol_database.Default()
 
 
 from contracts.v1 import extraction_pb2 as contracts_dot_v1_dot_extraction__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!contracts/internal/v1/store.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\x1a google/protobuf/field_mask.proto\"\xb9\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x11\n\treprocess\x18\x05 \x01(\x08\x12\x12\n\nupload_key\x18\x06 \x01(\t\x12\x15\n\rupload_sha256\x18\x07 \x01(\t\x12\x19\n\x11upload_size_bytes\x18\x08 \x01(\x03\"o\n\x18\x43reateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x14\n\x0c\x64ocument_key\x18\x03 \x01(\t\"2\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"s\n\x16ListExtractionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"G\n\x17WatchExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"[\n\x15GetExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x14\n\x0c\x64ocument_key\x18\x02 \x01(\t\"\x9e\x02\n\x17UpdateExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12(\n\x08progress\x18\x07 \x01(\x0b\x32\x16.contracts.v1.Progress\x12/\n\x0bupdate_mask\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"H\n\x18UpdateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"5\n\x17\x43\x61ncelExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"H\n\x18\x43\x61ncelExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"<\n\x19\x43ompleteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lauses_key\x18\x02 \x01(\t\"F\n\x1a\x43ompleteExtractionResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\x12\n\nresult_key\x18\x02 \x01(\t\" \n\x11ReadObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\"\n\x12ReadObjectResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"?\n\x12WriteObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66inish\x18\x03 \x01(\x08\"6\n\x13WriteObjectResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x32\x87\x08\n\x0cStoreService\x12s\n\x10\x43reateExtraction\x12..contracts.internal.v1.CreateExtractionRequest\x1a/.contracts.internal.v1.CreateExtractionResponse\x12j\n\rGetExtraction\x12+.contracts.internal.v1.GetExtractionRequest\x1a,.contracts.internal.v1.GetExtractionResponse\x12p\n\x0fListExtractions\x12-.contracts.internal.v1.ListExtractionsRequest\x1a..contracts.internal.v1.ListExtractionsResponse\x12r\n\x0fWatchExtraction\x12-.contracts.internal.v1.WatchExtractionRequest\x1a..contracts.internal.v1.WatchExtractionResponse0\x01\x12s\n\x10UpdateExtraction\x12..contracts.internal.v1.UpdateExtractionRequest\x1a/.contracts.internal.v1.UpdateExtractionResponse\x12s\n\x10\x43\x61ncelExtraction\x12..contracts.internal.v1.CancelExtractionRequest\x1a/.contracts.internal.v1.CancelExtractionResponse\x12y\n\x12\x43ompleteExtraction\x12\x30.contracts.internal.v1.CompleteExtractionRequest\x1a\x31.contracts.internal.v1.CompleteExtractionResponse\x12\x63\n\nReadObject\x12(.contracts.internal.v1.ReadObjectRequest\x1a).contracts.internal.v1.ReadObjectResponse0\x01\x12\x66\n\x0bWriteObject\x12).contracts.internal.v1.WriteObjectRequest\x1a*.contracts.internal.v1.WriteObjectResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!contracts/internal/v1/store.proto\x12\x15\x63ontracts.internal.v1\x1a\x1d\x63ontracts/v1/extraction.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n\x17\x43reateExtractionRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x11\n\treprocess\x18\x05 \x01(\x08\x12\x12\n\nupload_key\x18\x06 \x01(\t\x12\x15\n\rupload_sha256\x18\x07 \x01(\t\x12\x19\n\x11upload_size_bytes\x18\x08 \x01(\x03\x12,\n\tretention\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bwebhook_url\x18\n \x01(\t\"o\n\x18\x43reateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x14\n\x0c\x64ocument_key\x18\x03 \x01(\t\"2\n\x14GetExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"s\n\x16ListExtractionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.contracts.v1.State\"a\n\x17ListExtractionsResponse\x12-\n\x0b\x65xtractions\x18\x01 \x03(\x0b\x32\x18.contracts.v1.Extraction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x16WatchExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"G\n\x17WatchExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"[\n\x15GetExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\x12\x14\n\x0c\x64ocument_key\x18\x02 \x01(\t\"\x9e\x02\n\x17UpdateExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.contracts.v1.State\x12\"\n\x05stage\x18\x03 \x01(\x0e\x32\x13.contracts.v1.Stage\x12\x12\n\npage_count\x18\x04 \x01(\x05\x12\x12\n\nchar_count\x18\x05 \x01(\x05\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1d.contracts.v1.ExtractionError\x12(\n\x08progress\x18\x07 \x01(\x0b\x32\x16.contracts.v1.Progress\x12/\n\x0bupdate_mask\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"H\n\x18UpdateExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"5\n\x17\x43\x61ncelExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"H\n\x18\x43\x61ncelExtractionResponse\x12,\n\nextraction\x18\x01 \x01(\x0b\x32\x18.contracts.v1.Extraction\"<\n\x19\x43ompleteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lauses_key\x18\x02 \x01(\t\"F\n\x1a\x43ompleteExtractionResponse\x12\x14\n\x0c\x63lause_count\x18\x01 \x01(\x05\x12\x12\n\nresult_key\x18\x02 \x01(\t\" \n\x11ReadObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\"\n\x12ReadObjectResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"?\n\x12WriteObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66inish\x18\x03 \x01(\x08\"6\n\x13WriteObjectResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"5\n\x17\x44\x65leteExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"$\n\x16PurgeExtractionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x17PurgeExtractionResponse\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12\x18\n\x10\x64ocument_deleted\x18\x02 \x01(\x08\")\n\x18\x45xpireExtractionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"+\n\x19\x45xpireExtractionsResponse\x12\x0e\n\x06marked\x18\x01 \x01(\x05\"$\n\x16GetWebhookEventRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xc6\x01\n\x17GetWebhookEventResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.contracts.v1.State\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x14\n\x0c\x63lause_count\x18\x05 \x01(\x05\x12\x12\n\npage_count\x18\x06 \x01(\x05\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x1bRecordWebhookAttemptRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.contracts.v1.WebhookState\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x18\n\x10last_status_code\x18\x04 \x01(\x05\x12\x12\n\nlast_error\x18\x05 \x01(\t2\xa3\x0c\n\x0cStoreService\x12s\n\x10\x43reateExtraction\x12..contracts.internal.v1.CreateExtractionRequest\x1a/.contracts.internal.v1.CreateExtractionResponse\x12j\n\rGetExtraction\x12+.contracts.internal.v1.GetExtractionRequest\x1a,.contracts.internal.v1.GetExtractionResponse\x12p\n\x0fListExtractions\x12-.contracts.internal.v1.ListExtractionsRequest\x1a..contracts.internal.v1.ListExtractionsResponse\x12r\n\x0fWatchExtraction\x12-.contracts.internal.v1.WatchExtractionRequest\x1a..contracts.internal.v1.WatchExtractionResponse0\x01\x12s\n\x10UpdateExtraction\x12..contracts.internal.v1.UpdateExtractionRequest\x1a/.contracts.internal.v1.UpdateExtractionResponse\x12s\n\x10\x43\x61ncelExtraction\x12..contracts.internal.v1.CancelExtractionRequest\x1a/.contracts.internal.v1.CancelExtractionResponse\x12y\n\x12\x43ompleteExtraction\x12\x30.contracts.internal.v1.CompleteExtractionRequest\x1a\x31.contracts.internal.v1.CompleteExtractionResponse\x12\x63\n\nReadObject\x12(.contracts.internal.v1.ReadObjectRequest\x1a).contracts.internal.v1.ReadObjectResponse0\x01\x12\x66\n\x0bWriteObject\x12).contracts.internal.v1.WriteObjectRequest\x1a*.contracts.internal.v1.WriteObjectResponse(\x01\x12Z\n\x10\x44\x65leteExtraction\x12..contracts.internal.v1.DeleteExtractionRequest\x1a\x16.google.protobuf.Empty\x12p\n\x0fPurgeExtraction\x12-.contracts.internal.v1.PurgeExtractionRequest\x1a..contracts.internal.v1.PurgeExtractionResponse\x12v\n\x11\x45xpireExtractions\x12/.contracts.internal.v1.ExpireExtractionsRequest\x1a\x30.contracts.internal.v1.ExpireExtractionsResponse\x12p\n\x0fGetWebhookEvent\x12-.contracts.internal.v1.GetWebhookEventRequest\x1a..contracts.internal.v1.GetWebhookEventResponse\x12\x62\n\x14RecordWebhookAttempt\x12\x32.contracts.internal.v1.RecordWebhookAttemptRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'contracts.internal.v1.store_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=126
-  _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=311
-  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_start=313
-  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_end=424
-  _globals['_GETEXTRACTIONREQUEST']._serialized_start=426
-  _globals['_GETEXTRACTIONREQUEST']._serialized_end=476
-  _globals['_LISTEXTRACTIONSREQUEST']._serialized_start=478
-  _globals['_LISTEXTRACTIONSREQUEST']._serialized_end=593
-  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_start=595
-  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_end=692
-  _globals['_WATCHEXTRACTIONREQUEST']._serialized_start=694
-  _globals['_WATCHEXTRACTIONREQUEST']._serialized_end=746
-  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_start=748
-  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_end=819
-  _globals['_GETEXTRACTIONRESPONSE']._serialized_start=821
-  _globals['_GETEXTRACTIONRESPONSE']._serialized_end=912
-  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_start=915
-  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_end=1201
-  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_start=1203
-  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_end=1275
-  _globals['_CANCELEXTRACTIONREQUEST']._serialized_start=1277
-  _globals['_CANCELEXTRACTIONREQUEST']._serialized_end=1330
-  _globals['_CANCELEXTRACTIONRESPONSE']._serialized_start=1332
-  _globals['_CANCELEXTRACTIONRESPONSE']._serialized_end=1404
-  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_start=1406
-  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_end=1466
-  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_start=1468
-  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_end=1538
-  _globals['_READOBJECTREQUEST']._serialized_start=1540
-  _globals['_READOBJECTREQUEST']._serialized_end=1572
-  _globals['_READOBJECTRESPONSE']._serialized_start=1574
-  _globals['_READOBJECTRESPONSE']._serialized_end=1608
-  _globals['_WRITEOBJECTREQUEST']._serialized_start=1610
-  _globals['_WRITEOBJECTREQUEST']._serialized_end=1673
-  _globals['_WRITEOBJECTRESPONSE']._serialized_start=1675
-  _globals['_WRITEOBJECTRESPONSE']._serialized_end=1729
-  _globals['_STORESERVICE']._serialized_start=1732
-  _globals['_STORESERVICE']._serialized_end=2763
+  _globals['_CREATEEXTRACTIONREQUEST']._serialized_start=220
+  _globals['_CREATEEXTRACTIONREQUEST']._serialized_end=472
+  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_start=474
+  _globals['_CREATEEXTRACTIONRESPONSE']._serialized_end=585
+  _globals['_GETEXTRACTIONREQUEST']._serialized_start=587
+  _globals['_GETEXTRACTIONREQUEST']._serialized_end=637
+  _globals['_LISTEXTRACTIONSREQUEST']._serialized_start=639
+  _globals['_LISTEXTRACTIONSREQUEST']._serialized_end=754
+  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_start=756
+  _globals['_LISTEXTRACTIONSRESPONSE']._serialized_end=853
+  _globals['_WATCHEXTRACTIONREQUEST']._serialized_start=855
+  _globals['_WATCHEXTRACTIONREQUEST']._serialized_end=907
+  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_start=909
+  _globals['_WATCHEXTRACTIONRESPONSE']._serialized_end=980
+  _globals['_GETEXTRACTIONRESPONSE']._serialized_start=982
+  _globals['_GETEXTRACTIONRESPONSE']._serialized_end=1073
+  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_start=1076
+  _globals['_UPDATEEXTRACTIONREQUEST']._serialized_end=1362
+  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_start=1364
+  _globals['_UPDATEEXTRACTIONRESPONSE']._serialized_end=1436
+  _globals['_CANCELEXTRACTIONREQUEST']._serialized_start=1438
+  _globals['_CANCELEXTRACTIONREQUEST']._serialized_end=1491
+  _globals['_CANCELEXTRACTIONRESPONSE']._serialized_start=1493
+  _globals['_CANCELEXTRACTIONRESPONSE']._serialized_end=1565
+  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_start=1567
+  _globals['_COMPLETEEXTRACTIONREQUEST']._serialized_end=1627
+  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_start=1629
+  _globals['_COMPLETEEXTRACTIONRESPONSE']._serialized_end=1699
+  _globals['_READOBJECTREQUEST']._serialized_start=1701
+  _globals['_READOBJECTREQUEST']._serialized_end=1733
+  _globals['_READOBJECTRESPONSE']._serialized_start=1735
+  _globals['_READOBJECTRESPONSE']._serialized_end=1769
+  _globals['_WRITEOBJECTREQUEST']._serialized_start=1771
+  _globals['_WRITEOBJECTREQUEST']._serialized_end=1834
+  _globals['_WRITEOBJECTRESPONSE']._serialized_start=1836
+  _globals['_WRITEOBJECTRESPONSE']._serialized_end=1890
+  _globals['_DELETEEXTRACTIONREQUEST']._serialized_start=1892
+  _globals['_DELETEEXTRACTIONREQUEST']._serialized_end=1945
+  _globals['_PURGEEXTRACTIONREQUEST']._serialized_start=1947
+  _globals['_PURGEEXTRACTIONREQUEST']._serialized_end=1983
+  _globals['_PURGEEXTRACTIONRESPONSE']._serialized_start=1985
+  _globals['_PURGEEXTRACTIONRESPONSE']._serialized_end=2053
+  _globals['_EXPIREEXTRACTIONSREQUEST']._serialized_start=2055
+  _globals['_EXPIREEXTRACTIONSREQUEST']._serialized_end=2096
+  _globals['_EXPIREEXTRACTIONSRESPONSE']._serialized_start=2098
+  _globals['_EXPIREEXTRACTIONSRESPONSE']._serialized_end=2141
+  _globals['_GETWEBHOOKEVENTREQUEST']._serialized_start=2143
+  _globals['_GETWEBHOOKEVENTREQUEST']._serialized_end=2179
+  _globals['_GETWEBHOOKEVENTRESPONSE']._serialized_start=2182
+  _globals['_GETWEBHOOKEVENTRESPONSE']._serialized_end=2380
+  _globals['_RECORDWEBHOOKATTEMPTREQUEST']._serialized_start=2383
+  _globals['_RECORDWEBHOOKATTEMPTREQUEST']._serialized_end=2531
+  _globals['_STORESERVICE']._serialized_start=2534
+  _globals['_STORESERVICE']._serialized_end=4105
 # @@protoc_insertion_point(module_scope)

@@ -6,8 +6,10 @@ isort:skip_file
 from collections import abc as _abc
 from contracts.v1 import extraction_pb2 as _extraction_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -34,6 +36,8 @@ class CreateExtractionRequest(_message.Message):
     UPLOAD_KEY_FIELD_NUMBER: _builtins.int
     UPLOAD_SHA256_FIELD_NUMBER: _builtins.int
     UPLOAD_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     content: _builtins.bytes
     filename: _builtins.str
     request_id: _builtins.str
@@ -47,6 +51,11 @@ class CreateExtractionRequest(_message.Message):
     """
     upload_sha256: _builtins.str
     upload_size_bytes: _builtins.int
+    webhook_url: _builtins.str
+    @_builtins.property
+    def retention(self) -> _duration_pb2.Duration:
+        """Validated by the gateway; see contracts.v1.ExtractionOptions."""
+
     def __init__(
         self,
         *,
@@ -58,10 +67,12 @@ class CreateExtractionRequest(_message.Message):
         upload_key: _builtins.str = ...,
         upload_sha256: _builtins.str = ...,
         upload_size_bytes: _builtins.int = ...,
+        retention: _duration_pb2.Duration | None = ...,
+        webhook_url: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "filename", b"filename", "reprocess", b"reprocess", "request_id", b"request_id", "tenant", b"tenant", "upload_key", b"upload_key", "upload_sha256", b"upload_sha256", "upload_size_bytes", b"upload_size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "filename", b"filename", "reprocess", b"reprocess", "request_id", b"request_id", "retention", b"retention", "tenant", b"tenant", "upload_key", b"upload_key", "upload_sha256", b"upload_sha256", "upload_size_bytes", b"upload_size_bytes", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -519,3 +530,214 @@ class WriteObjectResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WriteObjectResponse: _TypeAlias = WriteObjectResponse  # noqa: Y015
+
+@_typing.final
+class DeleteExtractionRequest(_message.Message):
+    """Request for DeleteExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    tenant: _builtins.str
+    """When set, another tenant's extraction is NOT_FOUND."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteExtractionRequest: _TypeAlias = DeleteExtractionRequest  # noqa: Y015
+
+@_typing.final
+class PurgeExtractionRequest(_message.Message):
+    """Request for PurgeExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeExtractionRequest: _TypeAlias = PurgeExtractionRequest  # noqa: Y015
+
+@_typing.final
+class PurgeExtractionResponse(_message.Message):
+    """Response for PurgeExtraction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PENDING_FIELD_NUMBER: _builtins.int
+    DOCUMENT_DELETED_FIELD_NUMBER: _builtins.int
+    pending: _builtins.bool
+    """The extraction's work has not stopped yet: nothing was deleted, call again later."""
+    document_deleted: _builtins.bool
+    """The PDF was deleted too (no other extraction of the tenant used it)."""
+    def __init__(
+        self,
+        *,
+        pending: _builtins.bool = ...,
+        document_deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_deleted", b"document_deleted", "pending", b"pending"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeExtractionResponse: _TypeAlias = PurgeExtractionResponse  # noqa: Y015
+
+@_typing.final
+class ExpireExtractionsRequest(_message.Message):
+    """Request for ExpireExtractions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireExtractionsRequest: _TypeAlias = ExpireExtractionsRequest  # noqa: Y015
+
+@_typing.final
+class ExpireExtractionsResponse(_message.Message):
+    """Response for ExpireExtractions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKED_FIELD_NUMBER: _builtins.int
+    marked: _builtins.int
+    """Extractions given a delete request now; fewer than limit means none is left."""
+    def __init__(
+        self,
+        *,
+        marked: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marked", b"marked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireExtractionsResponse: _TypeAlias = ExpireExtractionsResponse  # noqa: Y015
+
+@_typing.final
+class GetWebhookEventRequest(_message.Message):
+    """Request for GetWebhookEvent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWebhookEventRequest: _TypeAlias = GetWebhookEventRequest  # noqa: Y015
+
+@_typing.final
+class GetWebhookEventResponse(_message.Message):
+    """Response for GetWebhookEvent: ids, states and counts, never clause text."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    CLAUSE_COUNT_FIELD_NUMBER: _builtins.int
+    PAGE_COUNT_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    tenant: _builtins.str
+    state: _extraction_pb2.State.ValueType
+    error_code: _builtins.str
+    clause_count: _builtins.int
+    page_count: _builtins.int
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """When the extraction reached its terminal state (the event's time)."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        state: _extraction_pb2.State.ValueType = ...,
+        error_code: _builtins.str = ...,
+        clause_count: _builtins.int = ...,
+        page_count: _builtins.int = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clause_count", b"clause_count", "end_time", b"end_time", "error_code", b"error_code", "page_count", b"page_count", "state", b"state", "tenant", b"tenant", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWebhookEventResponse: _TypeAlias = GetWebhookEventResponse  # noqa: Y015
+
+@_typing.final
+class RecordWebhookAttemptRequest(_message.Message):
+    """Request for RecordWebhookAttempt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_STATUS_CODE_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    state: _extraction_pb2.WebhookState.ValueType
+    attempts: _builtins.int
+    last_status_code: _builtins.int
+    last_error: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        state: _extraction_pb2.WebhookState.ValueType = ...,
+        attempts: _builtins.int = ...,
+        last_status_code: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "id", b"id", "last_error", b"last_error", "last_status_code", b"last_status_code", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordWebhookAttemptRequest: _TypeAlias = RecordWebhookAttemptRequest  # noqa: Y015

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from contracts.internal.v1 import store_pb2 as contracts_dot_internal_dot_v1_dot_store__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -80,6 +81,31 @@ class StoreServiceStub:
                 '/contracts.internal.v1.StoreService/WriteObject',
                 request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectRequest.SerializeToString,
                 response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectResponse.FromString,
+                _registered_method=True)
+        self.DeleteExtraction = channel.unary_unary(
+                '/contracts.internal.v1.StoreService/DeleteExtraction',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.DeleteExtractionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.PurgeExtraction = channel.unary_unary(
+                '/contracts.internal.v1.StoreService/PurgeExtraction',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.PurgeExtractionRequest.SerializeToString,
+                response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.PurgeExtractionResponse.FromString,
+                _registered_method=True)
+        self.ExpireExtractions = channel.unary_unary(
+                '/contracts.internal.v1.StoreService/ExpireExtractions',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.ExpireExtractionsRequest.SerializeToString,
+                response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.ExpireExtractionsResponse.FromString,
+                _registered_method=True)
+        self.GetWebhookEvent = channel.unary_unary(
+                '/contracts.internal.v1.StoreService/GetWebhookEvent',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.GetWebhookEventRequest.SerializeToString,
+                response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.GetWebhookEventResponse.FromString,
+                _registered_method=True)
+        self.RecordWebhookAttempt = channel.unary_unary(
+                '/contracts.internal.v1.StoreService/RecordWebhookAttempt',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.RecordWebhookAttemptRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
 
 
@@ -159,6 +185,46 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteExtraction(self, request, context):
+        """Records a durable delete request (delete_requested_time): the extraction is hidden from Get, List,
+        Watch and the public Cancel at once, running work gets a cancel request, and the relay starts its
+        DeletionWorkflow. NOT_FOUND for an unknown id, another tenant's, or one already being deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeExtraction(self, request, context):
+        """For the DeletionWorkflow: erases what a delete-requested extraction left (objects, then rows and,
+        if no other extraction of the tenant uses it, the PDF). pending = true while its work still runs
+        (call again later). Idempotent: with the row gone it deletes the id's objects again (stragglers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireExtractions(self, request, context):
+        """For the retention schedule: records a delete request for at most `limit` expired extractions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhookEvent(self, request, context):
+        """For the worker: the terminal event of an extraction and where to send it. NOT_FOUND once it is
+        being deleted; url empty when it has no webhook.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordWebhookAttempt(self, request, context):
+        """For the worker: records the outcome of a webhook delivery attempt (no-op for a deleted extraction).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +272,31 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.WriteObject,
                     request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectRequest.FromString,
                     response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectResponse.SerializeToString,
+            ),
+            'DeleteExtraction': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExtraction,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.DeleteExtractionRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'PurgeExtraction': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeExtraction,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.PurgeExtractionRequest.FromString,
+                    response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.PurgeExtractionResponse.SerializeToString,
+            ),
+            'ExpireExtractions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireExtractions,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.ExpireExtractionsRequest.FromString,
+                    response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.ExpireExtractionsResponse.SerializeToString,
+            ),
+            'GetWebhookEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookEvent,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.GetWebhookEventRequest.FromString,
+                    response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.GetWebhookEventResponse.SerializeToString,
+            ),
+            'RecordWebhookAttempt': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordWebhookAttempt,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.RecordWebhookAttemptRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -453,6 +544,141 @@ class StoreService:
             '/contracts.internal.v1.StoreService/WriteObject',
             contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectRequest.SerializeToString,
             contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExtraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/DeleteExtraction',
+            contracts_dot_internal_dot_v1_dot_store__pb2.DeleteExtractionRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeExtraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/PurgeExtraction',
+            contracts_dot_internal_dot_v1_dot_store__pb2.PurgeExtractionRequest.SerializeToString,
+            contracts_dot_internal_dot_v1_dot_store__pb2.PurgeExtractionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireExtractions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/ExpireExtractions',
+            contracts_dot_internal_dot_v1_dot_store__pb2.ExpireExtractionsRequest.SerializeToString,
+            contracts_dot_internal_dot_v1_dot_store__pb2.ExpireExtractionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/GetWebhookEvent',
+            contracts_dot_internal_dot_v1_dot_store__pb2.GetWebhookEventRequest.SerializeToString,
+            contracts_dot_internal_dot_v1_dot_store__pb2.GetWebhookEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordWebhookAttempt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/RecordWebhookAttempt',
+            contracts_dot_internal_dot_v1_dot_store__pb2.RecordWebhookAttemptRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from contracts.internal.v1 import store_pb2 as _store_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -67,6 +68,24 @@ class StoreServiceStub:
     """Writes an object from a stream of chunks; the first message names the key, the last sets finish
     (without it nothing is written).
     """
+    DeleteExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.DeleteExtractionRequest, _empty_pb2.Empty]
+    """Records a durable delete request (delete_requested_time): the extraction is hidden from Get, List,
+    Watch and the public Cancel at once, running work gets a cancel request, and the relay starts its
+    DeletionWorkflow. NOT_FOUND for an unknown id, another tenant's, or one already being deleted.
+    """
+    PurgeExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.PurgeExtractionRequest, _store_pb2.PurgeExtractionResponse]
+    """For the DeletionWorkflow: erases what a delete-requested extraction left (objects, then rows and,
+    if no other extraction of the tenant uses it, the PDF). pending = true while its work still runs
+    (call again later). Idempotent: with the row gone it deletes the id's objects again (stragglers).
+    """
+    ExpireExtractions: _grpc.UnaryUnaryMultiCallable[_store_pb2.ExpireExtractionsRequest, _store_pb2.ExpireExtractionsResponse]
+    """For the retention schedule: records a delete request for at most `limit` expired extractions."""
+    GetWebhookEvent: _grpc.UnaryUnaryMultiCallable[_store_pb2.GetWebhookEventRequest, _store_pb2.GetWebhookEventResponse]
+    """For the worker: the terminal event of an extraction and where to send it. NOT_FOUND once it is
+    being deleted; url empty when it has no webhook.
+    """
+    RecordWebhookAttempt: _grpc.UnaryUnaryMultiCallable[_store_pb2.RecordWebhookAttemptRequest, _empty_pb2.Empty]
+    """For the worker: records the outcome of a webhook delivery attempt (no-op for a deleted extraction)."""
 
 @_typing.type_check_only
 class StoreServiceAsyncStub(StoreServiceStub):
@@ -107,6 +126,24 @@ class StoreServiceAsyncStub(StoreServiceStub):
     """Writes an object from a stream of chunks; the first message names the key, the last sets finish
     (without it nothing is written).
     """
+    DeleteExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.DeleteExtractionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Records a durable delete request (delete_requested_time): the extraction is hidden from Get, List,
+    Watch and the public Cancel at once, running work gets a cancel request, and the relay starts its
+    DeletionWorkflow. NOT_FOUND for an unknown id, another tenant's, or one already being deleted.
+    """
+    PurgeExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.PurgeExtractionRequest, _store_pb2.PurgeExtractionResponse]  # type: ignore[assignment]
+    """For the DeletionWorkflow: erases what a delete-requested extraction left (objects, then rows and,
+    if no other extraction of the tenant uses it, the PDF). pending = true while its work still runs
+    (call again later). Idempotent: with the row gone it deletes the id's objects again (stragglers).
+    """
+    ExpireExtractions: _aio.UnaryUnaryMultiCallable[_store_pb2.ExpireExtractionsRequest, _store_pb2.ExpireExtractionsResponse]  # type: ignore[assignment]
+    """For the retention schedule: records a delete request for at most `limit` expired extractions."""
+    GetWebhookEvent: _aio.UnaryUnaryMultiCallable[_store_pb2.GetWebhookEventRequest, _store_pb2.GetWebhookEventResponse]  # type: ignore[assignment]
+    """For the worker: the terminal event of an extraction and where to send it. NOT_FOUND once it is
+    being deleted; url empty when it has no webhook.
+    """
+    RecordWebhookAttempt: _aio.UnaryUnaryMultiCallable[_store_pb2.RecordWebhookAttemptRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """For the worker: records the outcome of a webhook delivery attempt (no-op for a deleted extraction)."""
 
 class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
     """StoreService owns all state: extraction rows in PostgreSQL and objects (PDFs, parsed documents,
@@ -198,5 +235,53 @@ class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
         """Writes an object from a stream of chunks; the first message names the key, the last sets finish
         (without it nothing is written).
         """
+
+    @_abc_1.abstractmethod
+    def DeleteExtraction(
+        self,
+        request: _store_pb2.DeleteExtractionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Records a durable delete request (delete_requested_time): the extraction is hidden from Get, List,
+        Watch and the public Cancel at once, running work gets a cancel request, and the relay starts its
+        DeletionWorkflow. NOT_FOUND for an unknown id, another tenant's, or one already being deleted.
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeExtraction(
+        self,
+        request: _store_pb2.PurgeExtractionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.PurgeExtractionResponse, _abc.Awaitable[_store_pb2.PurgeExtractionResponse]]:
+        """For the DeletionWorkflow: erases what a delete-requested extraction left (objects, then rows and,
+        if no other extraction of the tenant uses it, the PDF). pending = true while its work still runs
+        (call again later). Idempotent: with the row gone it deletes the id's objects again (stragglers).
+        """
+
+    @_abc_1.abstractmethod
+    def ExpireExtractions(
+        self,
+        request: _store_pb2.ExpireExtractionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.ExpireExtractionsResponse, _abc.Awaitable[_store_pb2.ExpireExtractionsResponse]]:
+        """For the retention schedule: records a delete request for at most `limit` expired extractions."""
+
+    @_abc_1.abstractmethod
+    def GetWebhookEvent(
+        self,
+        request: _store_pb2.GetWebhookEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.GetWebhookEventResponse, _abc.Awaitable[_store_pb2.GetWebhookEventResponse]]:
+        """For the worker: the terminal event of an extraction and where to send it. NOT_FOUND once it is
+        being deleted; url empty when it has no webhook.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordWebhookAttempt(
+        self,
+        request: _store_pb2.RecordWebhookAttemptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """For the worker: records the outcome of a webhook delivery attempt (no-op for a deleted extraction)."""
 
 def add_StoreServiceServicer_to_server(servicer: StoreServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
