@@ -85,3 +85,23 @@ async def wait_terminal(
 
 def cuad_available() -> bool:
     return (CUAD / "labels.jsonl").exists() and os.access(CUAD / "pdf", os.R_OK)
+
+
+async def wait_quiet(stack: Stack, timeout: float = 120) -> None:
+    """Until no extraction is PENDING or RUNNING (work of earlier tests landing later would change what a
+    test counts); after `timeout`, go on anyway, saying so."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            busy = await connection.fetchval(
+                "SELECT count(*) FROM extractions WHERE state = ANY($1::smallint[])",
+                [pb.STATE_PENDING, pb.STATE_RUNNING],
+            )
+        finally:
+            await connection.close()
+        if not busy or time.monotonic() > deadline:
+            if busy:
+                print(f"{busy} extractions of earlier tests are still not finished; going on anyway")
+            return
+        await asyncio.sleep(1)

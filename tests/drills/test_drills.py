@@ -38,6 +38,7 @@ from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
 from services.store.objects import ObjectStore
 from tests import pdfs
+from tests.conftest import wait_quiet
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
 
@@ -99,22 +100,7 @@ DRILLS = [
 async def settled(stack: Stack) -> None:
     """Each drill starts once earlier work is finished: extractions of an earlier (failed) drill still
     running would write objects this drill's orphan check counts, and skew its timing."""
-    deadline = time.monotonic() + 120
-    while True:
-        connection = await asyncpg.connect(stack.database_url)
-        try:
-            busy = await connection.fetchval(
-                "SELECT count(*) FROM extractions WHERE state = ANY($1::smallint[])",
-                [pb.STATE_PENDING, pb.STATE_RUNNING],
-            )
-        finally:
-            await connection.close()
-        if not busy:
-            return
-        if time.monotonic() > deadline:
-            print(f"{busy} extractions of earlier drills are still not finished; starting anyway")
-            return
-        await asyncio.sleep(1)
+    await wait_quiet(stack)
 
 
 def unique_contract(tag: str) -> bytes:

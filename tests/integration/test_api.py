@@ -398,12 +398,15 @@ async def test_a_request_id_names_one_request(channels: dict[str, grpc.aio.Chann
         assert "different request" in (raised.value.details() or "")
     other_tenant = await create(api, "tenant-b", unique_contract(), request_id=request_id)
     assert other_tenant.id != first.id, "request ids are per tenant"
+    # Finished here, so no later test sees this one's work land.
+    await finish(api, "tenant-a", first.id)
+    await finish(api, "tenant-b", other_tenant.id)
 
 
 async def test_page_tokens_are_bound_to_tenant_and_filter(channels: dict[str, grpc.aio.Channel]) -> None:
     api = stub(channels)
-    for _ in range(2):
-        await create(api, "tenant-b", unique_contract())
+    for made in [await create(api, "tenant-b", unique_contract()) for _ in range(2)]:
+        await finish(api, "tenant-b", made.id)  # so no later test sees this one's work land
     page = await api.ListExtractions(pb.ListExtractionsRequest(page_size=1), metadata=auth("tenant-b"), timeout=10)
     token = page.next_page_token
     assert token

@@ -36,7 +36,7 @@ from services.gateway.auth import hash_key
 from services.store.extractions import result_key
 from services.store.objects import ObjectStore
 from tests import corpus
-from tests.conftest import wait_terminal
+from tests.conftest import wait_quiet, wait_terminal
 
 Gateway: TypeAlias = "extraction_pb2_grpc.ExtractionServiceAsyncStub"
 MiB = 1024 * 1024
@@ -65,6 +65,12 @@ CREDENTIALS: dict[str, tuple[tuple[str, str], ...]] = {
 # Peak RSS growth allowed while a strict gateway's tenant cap refuses 24 concurrent 32 MiB uploads
 # (~15-30 MiB measured; 2.2 GB before uploads were capped before their body was read).
 OVER_CAP_GROWTH_MIB = 120
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def quiet(stack: Stack) -> None:
+    """The corpus counts what is stored before and after each case: earlier tests' work must have landed."""
+    await wait_quiet(stack)
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ from google.protobuf import duration_pb2
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from clausework.pipeline.payloads import deletion_workflow_id, workflow_id
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
-from clausework.pipeline.payloads import deletion_workflow_id, workflow_id
 from orchestrator.schedules import RETENTION_SCHEDULE_ID
 from services.store.extractions import document_key
 from services.store.objects import ObjectStore

@@ -11,8 +11,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts.v1 import extraction_pb2 as pb
-from orchestrator.lifecycle import DeletionWorkflow, RetentionWorkflow
 from clausework.pipeline.payloads import (
     CompleteInput,
     CompleteOutput,
@@ -32,6 +30,8 @@ from clausework.pipeline.payloads import (
     WebhookInput,
     WebhookOutput,
 )
+from contracts.v1 import extraction_pb2 as pb
+from orchestrator.lifecycle import DeletionWorkflow, RetentionWorkflow
 from orchestrator.workflows import ExtractionWorkflow
 
 

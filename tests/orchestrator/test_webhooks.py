@@ -14,6 +14,7 @@ import standardwebhooks
 from aiohttp import web
 from google.protobuf import timestamp_pb2
 
+from clausework.runtime.webhook_targets import TargetPolicy
 from contracts.internal.v1 import store_pb2
 from contracts.v1 import extraction_pb2 as pb
 from orchestrator.webhooks import (
@@ -26,7 +27,6 @@ from orchestrator.webhooks import (
     sign,
     webhook_id,
 )
-from clausework.runtime.webhook_targets import TargetPolicy
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 TENANT_SECRET = "whsec_" + base64.b64encode(b"tenant-b-secret-key-32-bytes-long").decode()
