@@ -8,13 +8,13 @@ from datetime import timedelta
 
 from temporalio.client import Client
 
+from clausework.pipeline.payloads import RetentionInput
 from clausework.runtime.jsonlog import configure_logging
 from clausework.runtime.rpc import channel, serve
 from clausework.runtime.telemetry import configure_tracing, temporal_interceptors
 from contracts.internal.v1 import llm_pb2_grpc, parser_pb2_grpc, store_pb2_grpc
 from orchestrator.activities import ExtractionActivities
 from orchestrator.lifecycle_activities import LifecycleActivities
-from clausework.pipeline.payloads import RetentionInput
 from orchestrator.schedules import keep_trying, retention_schedule
 from orchestrator.settings import WorkerSettings
 from orchestrator.telemetry import temporal_runtime

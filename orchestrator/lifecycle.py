@@ -19,7 +19,6 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from orchestrator.lifecycle_activities import LifecycleActivities
     from clausework.pipeline.payloads import (
         DELETION_WORKFLOW_NAME,
         RETENTION_WORKFLOW_NAME,
@@ -29,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PurgeOutput,
         RetentionInput,
     )
+    from orchestrator.lifecycle_activities import LifecycleActivities
     from orchestrator.workflows import FOREVER, TRANSIENT_RETRIES
 
 # While the extraction's work is still stopping, ask again after this long, doubling up to the maximum.

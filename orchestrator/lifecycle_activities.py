@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from clausework.pipeline.payloads import ExpireInput, ExpireOutput, PurgeInput, PurgeOutput
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from orchestrator.activities import call, deadline
-from clausework.pipeline.payloads import ExpireInput, ExpireOutput, PurgeInput, PurgeOutput
 
 
 class LifecycleActivities:

@@ -35,11 +35,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from clausework.pipeline.payloads import WebhookInput, WebhookOutput
+from clausework.runtime.webhook_targets import RefusedTarget, TargetPolicy
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from orchestrator.activities import to_application_error
-from clausework.pipeline.payloads import WebhookInput, WebhookOutput
-from clausework.runtime.webhook_targets import RefusedTarget, TargetPolicy
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from google.protobuf import duration_pb2
 
-from contracts.v1 import extraction_pb2 as pb
 from clausework.runtime.errors import InvalidArgument
 from clausework.runtime.webhook_targets import RefusedTarget, Resolve, TargetPolicy
+from contracts.v1 import extraction_pb2 as pb
 
 
 @dataclass(frozen=True)

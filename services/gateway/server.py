@@ -17,10 +17,10 @@ from google.protobuf import empty_pb2
 
 from clausework.pipeline import TERMINAL_STATES
 from clausework.runtime.errors import InvalidArgument
+from clausework.runtime.webhook_targets import TargetPolicy
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
-from clausework.runtime.webhook_targets import TargetPolicy
 from services.gateway.admission import current_tenant
 from services.gateway.auth import ApiKeys
 from services.gateway.options import check_options

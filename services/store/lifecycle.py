@@ -19,11 +19,12 @@ from typing import Any
 import asyncpg
 from prometheus_client import Counter
 
+from clausework.pipeline import TERMINAL_STATES
+from clausework.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from contracts.internal.v1 import store_pb2
 from contracts.v1 import extraction_pb2 as pb
-from clausework.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.store.changes import OUTBOX_CHANNEL
-from services.store.extractions import EXTRACTIONS, TERMINAL_STATES, ExtractionStore, parse_id, visible
+from services.store.extractions import EXTRACTIONS, ExtractionStore, parse_id, visible
 from services.store.objects import ObjectStore
 
 log = logging.getLogger(__name__)

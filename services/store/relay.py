@@ -33,7 +33,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from clausework.pipeline import TERMINAL_STATES
-from contracts.v1 import extraction_pb2 as pb
 from clausework.pipeline.payloads import (
     DELETION_WORKFLOW_NAME,
     WORKFLOW_NAME,
@@ -44,6 +43,7 @@ from clausework.pipeline.payloads import (
 )
 from clausework.pipeline.search import extraction_attributes, use_search_attributes
 from clausework.runtime.telemetry import continued_trace
+from contracts.v1 import extraction_pb2 as pb
 from services.store.changes import ChangeFeed
 from services.store.extractions import EXTRACTIONS
 
