@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -129,27 +130,35 @@ class OutboxRelay:
         return max(started, cancelled, deleting) >= self._batch
 
     async def _start_batch(self) -> int:
+        return await self._relay_batch(
+            "start",
+            "SELECT e.id, e.tenant, e.filename, e.traceparent, d.object_key, e.webhook_url IS NOT NULL AS webhook"
+            " FROM extractions e JOIN documents d ON d.tenant = e.tenant AND d.sha256 = e.document_sha256"
+            f" WHERE e.state = {pb.STATE_PENDING} AND e.workflow_start_time IS NULL AND e.delete_requested_time IS NULL"
+            " ORDER BY e.create_time LIMIT $1 FOR UPDATE OF e SKIP LOCKED",
+            self._start,
+            "workflow_start_time",
+        )
+
+    async def _relay_batch(
+        self, kind: str, claim: str, start: Callable[[Any], Awaitable[None]], started_column: str
+    ) -> int:
+        """Claim a batch (`claim`, limit $1), start a workflow for each row while holding their locks, and
+        record the ones started in `started_column`; raise when Temporal refused any (after committing)."""
         async with self._pool.acquire() as connection, connection.transaction():
-            rows = await connection.fetch(
-                "SELECT e.id, e.tenant, e.filename, e.traceparent, d.object_key, e.webhook_url IS NOT NULL AS webhook"
-                " FROM extractions e JOIN documents d ON d.tenant = e.tenant AND d.sha256 = e.document_sha256"
-                " WHERE e.state = $1 AND e.workflow_start_time IS NULL AND e.delete_requested_time IS NULL"
-                " ORDER BY e.create_time LIMIT $2 FOR UPDATE OF e SKIP LOCKED",
-                pb.STATE_PENDING,
-                self._batch,
-            )
+            rows = await connection.fetch(claim, self._batch)
             if not rows:
                 return 0
-            outcomes = await asyncio.gather(*(self._start(row) for row in rows), return_exceptions=True)
+            outcomes = await asyncio.gather(*(start(row) for row in rows), return_exceptions=True)
             done = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
             if done:
                 await connection.execute(
-                    "UPDATE extractions SET workflow_start_time = now() WHERE id = ANY($1::uuid[])", done
+                    f"UPDATE extractions SET {started_column} = now() WHERE id = ANY($1::uuid[])", done
                 )
-                RELAYED.labels("start").inc(len(done))
+                RELAYED.labels(kind).inc(len(done))
         failures = [outcome for outcome in outcomes if outcome is not None]
         if failures:
-            raise TemporalUnreachable(f"{len(failures)} of {len(rows)} starts failed: {failures[0]!r}")
+            raise TemporalUnreachable(f"{len(failures)} of {len(rows)} {kind}s failed: {failures[0]!r}")
         return len(rows)
 
     async def _start(self, row: Any) -> None:
@@ -204,25 +213,13 @@ class OutboxRelay:
         return len(rows)
 
     async def _delete_batch(self) -> int:
-        async with self._pool.acquire() as connection, connection.transaction():
-            rows = await connection.fetch(
-                "SELECT id, tenant FROM extractions WHERE delete_requested_time IS NOT NULL"
-                " AND deletion_start_time IS NULL ORDER BY delete_requested_time LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch,
-            )
-            if not rows:
-                return 0
-            outcomes = await asyncio.gather(*(self._start_deletion(row) for row in rows), return_exceptions=True)
-            done = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
-            if done:
-                await connection.execute(
-                    "UPDATE extractions SET deletion_start_time = now() WHERE id = ANY($1::uuid[])", done
-                )
-                RELAYED.labels("delete").inc(len(done))
-        failures = [outcome for outcome in outcomes if outcome is not None]
-        if failures:
-            raise TemporalUnreachable(f"{len(failures)} of {len(rows)} deletions failed to start: {failures[0]!r}")
-        return len(rows)
+        return await self._relay_batch(
+            "delete",
+            "SELECT id, tenant FROM extractions WHERE delete_requested_time IS NOT NULL"
+            " AND deletion_start_time IS NULL ORDER BY delete_requested_time LIMIT $1 FOR UPDATE SKIP LOCKED",
+            self._start_deletion,
+            "deletion_start_time",
+        )
 
     async def _start_deletion(self, row: Any) -> None:
         extraction_id = str(row["id"])
