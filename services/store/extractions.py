@@ -258,9 +258,10 @@ class ExtractionStore:
         try:
             async with self._pool.acquire() as connection:
                 found: Any = await connection.fetchrow(
-                    "SELECT (SELECT id FROM extractions WHERE tenant = $1 AND request_id = $2) AS by_request,"
+                    "SELECT r.id AS by_request, r.fingerprint AS by_request_fingerprint,"
                     " (SELECT id FROM extractions WHERE tenant = $1 AND document_sha256 = $3 AND state = $4"
-                    f"  AND {visible('')} ORDER BY create_time DESC LIMIT 1) AS finished",
+                    f"  AND {visible('')} ORDER BY create_time DESC LIMIT 1) AS finished"
+                    " FROM (SELECT 1) AS one LEFT JOIN extractions r ON r.tenant = $1 AND r.request_id = $2",
                     tenant,
                     request_id or None,
                     sha256,
@@ -268,7 +269,7 @@ class ExtractionStore:
                 )
             await write  # before any row points at the object
             if found["by_request"] is not None:
-                return await self._repeat(found["by_request"], request_id, fingerprint)
+                return await self._repeat(found["by_request"], found["by_request_fingerprint"], request_id, fingerprint)
             if reuse and found["finished"] is not None:
                 extraction, existing_key = await self.get(str(found["finished"]))
                 return Created(extraction, False, existing_key)
@@ -286,10 +287,10 @@ class ExtractionStore:
                 await self._objects.delete(upload.upload_key)
         if row is None:  # a concurrent call with the same request_id won the race
             async with self._pool.acquire() as connection:
-                ident = await connection.fetchval(
-                    "SELECT id FROM extractions WHERE tenant = $1 AND request_id = $2", tenant, request_id
+                winner: Any = await connection.fetchrow(
+                    "SELECT id, fingerprint FROM extractions WHERE tenant = $1 AND request_id = $2", tenant, request_id
                 )
-            return await self._repeat(ident, request_id, fingerprint)
+            return await self._repeat(winner["id"], winner["fingerprint"], request_id, fingerprint)
         EXTRACTIONS.labels("PENDING").inc()
         log.info("extraction created", extra={"extraction_id": str(row["id"]), "size_bytes": size})
         return Created(_to_message(row), True, key)
@@ -300,17 +301,16 @@ class ExtractionStore:
         else:
             await self._objects.put(key, upload.content, content_type="application/pdf")
 
-    async def _repeat(self, ident: uuid.UUID, request_id: str, fingerprint: str) -> Created:
-        """The extraction an earlier call with this request_id made, if it asked for the same thing."""
-        extraction, key = await self.get(str(ident))
-        async with self._pool.acquire() as connection:
-            stored = await connection.fetchval("SELECT fingerprint FROM extractions WHERE id = $1", ident)
+    async def _repeat(self, ident: uuid.UUID, stored: str | None, request_id: str, fingerprint: str) -> Created:
+        """The extraction an earlier call with this request_id made (whose fingerprint is `stored`), if it
+        asked for the same thing."""
         if stored is not None and stored != fingerprint:
             raise AlreadyExists(
                 f"request_id {request_id[:64]!r} was already used for a different request (other content,"
                 " filename or options); send a new request_id for a new request",
                 reason="REQUEST_ID_REUSED",
             )
+        extraction, key = await self.get(str(ident))
         return Created(extraction, False, key)
 
     async def _insert(self, new: _New, upload: Upload) -> asyncpg.Record | None:
