@@ -126,31 +126,20 @@ def upload_handler(handler: Any, tenant: str, slots: UploadSlots) -> Any:
     """`handler` (CreateExtraction or UploadExtraction) behind an upload slot taken before the request is
     read and released when the handler returns or fails; a unary one becomes stream-request so that
     the slot is taken before grpc reads its body."""
-    if handler.unary_unary:
-        unary = handler.unary_unary
+    behavior = handler.unary_unary or handler.stream_unary
+    if behavior is None:
+        raise TypeError("uploads are unary-response methods")
+    unary_request = handler.unary_unary is not None
 
-        async def create(requests: AsyncIterator[Any], context: Any) -> Any:
-            await slots.acquire(tenant, context.time_remaining())
-            try:
-                current_tenant.set(tenant)
-                return await unary(await _single(requests), context)
-            finally:
-                slots.release(tenant)
+    async def admitted(requests: AsyncIterator[Any], context: Any) -> Any:
+        await slots.acquire(tenant, context.time_remaining())
+        try:
+            current_tenant.set(tenant)
+            return await behavior(await _single(requests) if unary_request else requests, context)
+        finally:
+            slots.release(tenant)
 
-        return grpc.stream_unary_rpc_method_handler(create, **_codec(handler))
-    if handler.stream_unary:
-        streamed = handler.stream_unary
-
-        async def upload(requests: AsyncIterator[Any], context: Any) -> Any:
-            await slots.acquire(tenant, context.time_remaining())
-            try:
-                current_tenant.set(tenant)
-                return await streamed(requests, context)
-            finally:
-                slots.release(tenant)
-
-        return grpc.stream_unary_rpc_method_handler(upload, **_codec(handler))
-    raise TypeError("uploads are unary-response methods")
+    return grpc.stream_unary_rpc_method_handler(admitted, **_codec(handler))
 
 
 def tenant_handler(handler: Any, tenant: str) -> Any:
