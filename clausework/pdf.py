@@ -9,8 +9,10 @@ product: change it and stored offsets of old extractions no longer line up.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from clausework.runtime.errors import InvalidArgument
@@ -18,6 +20,16 @@ from contracts.internal.v1 import document_pb2
 
 if TYPE_CHECKING:
     import pymupdf
+
+# PyMuPDF 2 depends on pymupdf_layout and pymupdf4llm and imports both with itself when it can; they
+# load an ONNX layout model, onnxruntime and numpy, for page.get_layout() and Document.to_markdown(),
+# which this module never calls. A None in sys.modules makes those imports fail as though the packages
+# were absent: `import pymupdf` then takes 0.08 s and 47 MB instead of 0.71 s and 137 MB (time and max
+# RSS of `python -c "import pymupdf"`, with and without), and every parser child forks from that smaller
+# process. Text, blocks and offsets do not change (tests/clausework/test_pdf.py compares them on CUAD
+# contracts with the packages loaded and without).
+for _unused in ("pymupdf.layout", "pymupdf4llm"):
+    sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
 
 PARSER_NAME = "pymupdf-blocks/1"
 PAGE_SEPARATOR = "\n\n"
@@ -52,9 +64,21 @@ def find_tessdata() -> str | None:
     return str(found[-1]) if found else None
 
 
-def _open(data: bytes) -> pymupdf.Document:
-    import pymupdf  # imported here: ~1.4 s and ~140 MB that only the parser process should pay
+def _pymupdf() -> ModuleType:
+    """PyMuPDF, imported on first use (only the parser process should pay for it), with the global options
+    this module's coordinates depend on set explicitly: pymupdf4llm sets them at its import, and every
+    stored bounding box so far was computed with them (PyMuPDF's ascender/descender corrections of character
+    boxes off), so they hold whether or not that package is installed."""
+    import pymupdf
 
+    pymupdf.TOOLS.unset_quad_corrections(True)
+    pymupdf.TOOLS.mupdf_display_errors(False)  # broken files are reported as InvalidDocument, not on stderr
+    module: ModuleType = pymupdf
+    return module
+
+
+def _open(data: bytes) -> pymupdf.Document:
+    pymupdf = _pymupdf()
     if not data:
         raise InvalidDocument("the file is empty", reason="EMPTY_DOCUMENT")
     if b"%PDF-" not in data[:1024]:
@@ -98,8 +122,7 @@ def parse_pdf(data: bytes, ocr: OcrOptions | None = None) -> document_pb2.Parsed
     With `ocr`, pages without a text layer are recognized with Tesseract; without it, a document with
     no text layer fails with NO_TEXT_LAYER.
     """
-    import pymupdf
-
+    pymupdf = _pymupdf()
     document = _open(data)
     ocr_pages = 0
     flags = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP

@@ -19,7 +19,8 @@ from services.parser.settings import ParserSettings
 
 
 async def main(settings: ParserSettings) -> None:
-    sandbox.start()  # its forkserver loads PyMuPDF now, not on the first request
+    # Its forkserver loads PyMuPDF now, not on the first request; a spare child per concurrent parse.
+    sandbox.start(spares=settings.concurrency)
 
     store_channel = channel(settings.store_address, settings.max_message_bytes)
     ocr = None
@@ -48,7 +49,7 @@ async def main(settings: ParserSettings) -> None:
             on_stop=lambda: store_channel.close(grace=None),
         )
     finally:
-        sandbox.discard_spares()  # the child waiting for the next document; parses have been drained
+        sandbox.discard_spares()  # the children waiting for a next document; parses have been drained
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from clausework.pdf import PAGE_SEPARATOR, InvalidDocument, OcrOptions, find_tessdata, parse_pdf
 from tests import corpus, pdfs
+from tests.conftest import ROOT, cuad_available
+from training.data import DEFAULT_CUAD as CUAD
 
 
 def normalized(text: str) -> str:
@@ -68,3 +74,40 @@ def test_ocr_reads_a_scanned_page() -> None:
     assert "governed by" in normalized(parsed.text).lower()
     assert "+ocr:1" in parsed.parser
     assert parsed.pages[0].blocks and parsed.pages[0].char_end == len(parsed.text)
+
+
+_DIGEST = """
+import hashlib, json, sys
+{block}
+from clausework.pdf import parse_pdf
+paths = json.loads(sys.argv[1])
+print(json.dumps({{
+    "layout_loaded": "onnxruntime" in sys.modules and "pymupdf4llm" in sys.modules,
+    "digests": [hashlib.sha256(parse_pdf(open(p, "rb").read()).SerializeToString()).hexdigest() for p in paths],
+}}))
+"""
+
+
+@pytest.mark.skipif(not cuad_available(), reason="../shared/cuad is not here")
+def test_keeping_the_layout_model_out_changes_no_parse() -> None:
+    """clausework.pdf keeps pymupdf_layout and pymupdf4llm from loading; the same CUAD contracts parse to the same bytes
+    when it is loaded (by importing pymupdf first), so no stored offset moves."""
+    records = [json.loads(line) for line in (CUAD / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    paths = json.dumps([str(CUAD / r["pdf"]) for r in records[:: max(1, len(records) // 25)]])
+
+    def run(block: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-c", _DIGEST.format(block=block), paths],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+            cwd=ROOT,
+        )
+        return dict(json.loads(done.stdout))
+
+    without = run("")
+    with_layout = run("import pymupdf")  # imported before clausework.pdf: the layout package loads
+    assert without["layout_loaded"] is False
+    assert with_layout["layout_loaded"] is True, "pymupdf_layout is not installed: nothing compared"
+    assert with_layout["digests"] == without["digests"]

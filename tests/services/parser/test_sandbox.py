@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,14 @@ import pytest
 from clausework.pdf import InvalidDocument, OcrOptions, find_tessdata, parse_pdf
 from clausework.runtime.settings import MiB
 from contracts.internal.v1 import document_pb2
-from services.parser.sandbox import TOO_COMPLEX, ParseLimits, discard_spares, parse_isolated
+from services.parser.sandbox import (
+    TOO_COMPLEX,
+    ParseLimits,
+    discard_spares,
+    parse_isolated,
+    parse_isolated_payload,
+    start,
+)
 from tests import corpus, pdfs
 
 
@@ -79,7 +88,8 @@ def test_the_child_outlives_a_sigterm_to_the_process_group() -> None:
         time.sleep(0.01)
     assert children, "the child never set up its signals"
     for pid in children:
-        os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # an earlier test's child, answered and reaped since
+            os.kill(pid, signal.SIGTERM)
     worker.join(60)
     assert result and "governed by" in result[0].text
 
@@ -123,3 +133,32 @@ def test_a_process_with_a_waiting_spare_exits_promptly() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_a_spare_waits_for_each_document_parsed_at_once() -> None:
+    """With spares=2 two concurrent parses both find a waiting child, and answered children are reaped
+    (none is left behind as the parses go on)."""
+    discard_spares()
+    start(spares=2)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(3):
+                list(pool.map(lambda _: parse_isolated(pdfs.contract_pdf()), range(2)))
+        deadline = time.monotonic() + 10  # spares are started, and children reaped, in the background
+        while (len(waiting_spares()), len(multiprocessing.active_children())) != (2, 2):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(waiting_spares()) == 2
+        assert len(multiprocessing.active_children()) == 2, "answered children are reaped"
+    finally:
+        discard_spares()
+        start(spares=1)
+
+
+def test_the_child_reports_its_own_work() -> None:
+    began = time.monotonic()
+    parsed = parse_isolated_payload(pdfs.contract_pdf())
+    assert 0 < parsed.child_seconds < time.monotonic() - began
+    assert parsed.document().text.count("Governing Law") >= 1
+    assert parsed.page_count == len(parsed.document().pages)
