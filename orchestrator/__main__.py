@@ -46,7 +46,7 @@ async def main(settings: WorkerSettings) -> None:
         settings.task_queue,
         activities,
         LifecycleActivities(store_stub),
-        WebhookActivities(store_stub, sender),
+        WebhookActivities(store_stub, sender, clause_text_tenants(settings)),
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown=timedelta(seconds=settings.shutdown_grace_seconds),
@@ -79,6 +79,13 @@ def signing_keys(settings: WorkerSettings) -> SigningKeys:
     if keys.default is None:
         log.warning("WEBHOOK_SIGNING_SECRET is not set: webhooks of tenants without their own secret will FAIL")
     return keys
+
+
+def clause_text_tenants(settings: WorkerSettings) -> frozenset[str]:
+    tenants = settings.clause_text_tenants()
+    if tenants:  # said at every start, so an opt-in is never silent
+        log.info("webhook events carry clause text for these tenants", extra={"tenants": sorted(tenants)})
+    return tenants
 
 
 if __name__ == "__main__":

@@ -37,3 +37,13 @@ class WorkerSettings(WebhookTargetSettings, StoreClientSettings, ServerSettings)
         default=None, validation_alias="WEBHOOK_TENANT_SIGNING_SECRETS"
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60, validation_alias="WEBHOOK_TIMEOUT_SECONDS")
+    # Tenants (comma separated) whose `extraction.succeeded` events carry their clauses, text included:
+    # an operator's opt-in, since an event leaves the deployment; everyone else's carry ids, state,
+    # error code and counts only. Not a secret (tenant ids), so it lives in the ConfigMap.
+    webhook_clause_text_tenants: str = Field(default="", validation_alias="WEBHOOK_CLAUSE_TEXT_TENANTS")
+
+    def clause_text_tenants(self) -> frozenset[str]:
+        """WEBHOOK_CLAUSE_TEXT_TENANTS as a set (blanks and spaces around names ignored)."""
+        return frozenset(
+            name for name in (part.strip() for part in self.webhook_clause_text_tenants.split(",")) if name
+        )

@@ -7,6 +7,13 @@ that spec's libraries: headers `webhook-id` (the same on every retry, for de-dup
 WEBHOOK_TENANT_SIGNING_SECRETS). The event says what happened and nothing of the contract: id, state,
 error code, counts.
 
+Clause text only for tenants the operator opted in (WEBHOOK_CLAUSE_TEXT_TENANTS): their
+`extraction.succeeded` events add `clauses` (each with the public Clause message's fields) and
+`clauses_truncated`. The clauses are read from the store at each attempt — the workflow passes only the
+id, so no text enters Temporal history — and an event is at most MAX_EVENT_BYTES: clauses that would make
+it larger are left out (`clauses_truncated: true`; the receiver reads them with GetExtraction). An
+extraction deleted or expired before an attempt reads it sends nothing at all, to anyone.
+
 Delivery is one activity attempt per POST; Temporal retries it with exponential backoff for up to 24 h
 on timeouts, connection errors, 429 and 5xx (a Retry-After header sets the next delay), never on other
 4xx or redirects (which are not followed). Every attempt's outcome is recorded on the extraction. The
@@ -24,6 +31,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -32,10 +40,12 @@ from typing import Any
 import aiohttp
 import grpc
 from aiohttp.abc import AbstractResolver, ResolveResult
+from google.protobuf import json_format
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clausework.pipeline.payloads import WebhookInput, WebhookOutput
+from clausework.runtime.settings import MiB
 from clausework.runtime.webhook_targets import RefusedTarget, TargetPolicy
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
@@ -48,6 +58,9 @@ SIGNATURE_VERSION = "v1"
 # Bytes of a receiver's answer read at most (only to free the connection; never stored).
 MAX_RESPONSE_BYTES = 4096
 MAX_RETRY_AFTER = timedelta(hours=1)
+# The largest event body sent (UTF-8 JSON): receivers and their proxies commonly cap request bodies near
+# 1 MiB, and a body that size is sent again on every retry.
+MAX_EVENT_BYTES = 1 * MiB
 STORE_TIMEOUT_SECONDS = 10.0
 EVENT_TYPES: dict[int, str] = {
     pb.STATE_SUCCEEDED: "extraction.succeeded",
@@ -88,6 +101,8 @@ class SigningKeys:
         for entry in (part.strip() for part in tenants.split(",")):
             if entry:
                 tenant, _, secret = entry.partition(":")
+                if not tenant.strip():
+                    raise ValueError("a tenant's webhook signing secret must be given as tenant:whsec_...")
                 pairs.append((tenant.strip(), parse_secret(secret.strip())))
         return cls(parse_secret(default) if default else None, tuple(pairs))
 
@@ -100,20 +115,44 @@ def webhook_id(extraction_id: str, state: int) -> str:
     return f"extraction_{extraction_id}_{EVENT_TYPES[state].rsplit('.', 1)[1]}"
 
 
-def event_body(extraction_id: str, event: store_pb2.GetWebhookEventResponse) -> bytes:
-    """The JSON event: never clause text, filenames or document content."""
+def clause_fields(clause: pb.Clause) -> dict[str, Any]:
+    """A clause as the public API's Clause message has it (proto field names, defaults included)."""
+    return json_format.MessageToDict(
+        clause, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def _dump(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def event_body(
+    extraction_id: str, event: store_pb2.GetWebhookEventResponse, clauses: Sequence[pb.Clause] | None = None
+) -> bytes:
+    """The JSON event: ids, state, error code and counts; never filenames or document content, and clause
+    text only when `clauses` is given (an opted-in tenant's succeeded extraction) and the body stays
+    within MAX_EVENT_BYTES."""
+    data: dict[str, Any] = {
+        "id": extraction_id,
+        "state": pb.State.Name(event.state),
+        "error_code": event.error_code,
+        "clause_count": event.clause_count,
+        "page_count": event.page_count,
+    }
     payload = {
         "type": EVENT_TYPES[event.state],
         "timestamp": event.end_time.ToDatetime(UTC).isoformat().replace("+00:00", "Z"),
-        "data": {
-            "id": extraction_id,
-            "state": pb.State.Name(event.state),
-            "error_code": event.error_code,
-            "clause_count": event.clause_count,
-            "page_count": event.page_count,
-        },
+        "data": data,
     }
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    if clauses is None:
+        return _dump(payload)
+    data.update(clauses=[clause_fields(clause) for clause in clauses], clauses_truncated=False)
+    body = _dump(payload)
+    if len(body) <= MAX_EVENT_BYTES:
+        return body
+    del data["clauses"]
+    data["clauses_truncated"] = True
+    return _dump(payload)
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
@@ -225,9 +264,15 @@ class WebhookSender:
 
 
 class WebhookActivities:
-    def __init__(self, store: store_pb2_grpc.StoreServiceAsyncStub, sender: WebhookSender) -> None:
+    def __init__(
+        self,
+        store: store_pb2_grpc.StoreServiceAsyncStub,
+        sender: WebhookSender,
+        clause_text_tenants: Collection[str] = frozenset(),
+    ) -> None:
         self._store = store
         self._sender = sender
+        self._clause_text_tenants = frozenset(clause_text_tenants)
 
     async def _record(self, extraction_id: str, state: int, attempts: int, status: int = 0, error: str = "") -> None:
         request = store_pb2.RecordWebhookAttemptRequest(
@@ -242,6 +287,20 @@ class WebhookActivities:
         except grpc.aio.AioRpcError as failure:
             raise to_application_error(failure, activity.info().attempt, persist=True) from None
 
+    async def _clauses(self, extraction_id: str, tenant: str) -> Sequence[pb.Clause] | None:
+        """The extraction's clauses as GetExtraction shows them to its tenant; None once it is deleted or
+        expired (the store hides it from that moment)."""
+        try:
+            found: Any = await self._store.GetExtraction(
+                store_pb2.GetExtractionRequest(id=extraction_id, tenant=tenant), timeout=STORE_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as failure:
+            if failure.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise to_application_error(failure, activity.info().attempt, persist=True) from None
+        clauses: Sequence[pb.Clause] = found.extraction.clauses
+        return clauses
+
     @activity.defn
     async def deliver_webhook(self, task: WebhookInput) -> WebhookOutput:
         """One attempt; raises a retryable error to be tried again (after Retry-After, if given)."""
@@ -255,9 +314,15 @@ class WebhookActivities:
             raise to_application_error(failure, activity.info().attempt, persist=True) from None
         if not event.url:
             return WebhookOutput(pb.WEBHOOK_STATE_UNSPECIFIED)
+        clauses = None
+        if event.state == pb.STATE_SUCCEEDED and event.tenant in self._clause_text_tenants:
+            clauses = await self._clauses(task.extraction_id, event.tenant)
+            if clauses is None:
+                return WebhookOutput(pb.WEBHOOK_STATE_UNSPECIFIED)  # deleted between the two reads
         attempt_number = activity.info().attempt
         message_id = webhook_id(task.extraction_id, event.state)
-        attempt = await self._sender.send(event.url, event.tenant, message_id, event_body(task.extraction_id, event))
+        body = event_body(task.extraction_id, event, clauses)
+        attempt = await self._sender.send(event.url, event.tenant, message_id, body)
         await self._record(task.extraction_id, attempt.state, attempt_number, attempt.status_code, attempt.error)
         log.info(
             "webhook attempt",
@@ -266,6 +331,7 @@ class WebhookActivities:
                 "attempt": attempt_number,
                 "status_code": attempt.status_code,
                 "state": pb.WebhookState.Name(attempt.state),  # type: ignore[arg-type]
+                "with_clauses": clauses is not None,
             },
         )
         if attempt.state == pb.WEBHOOK_STATE_DELIVERED:

@@ -65,8 +65,16 @@ class Profile:
 
 
 # Test stacks: the retention schedule runs every 2 s, deletions sweep late objects after 1 s, and a
-# webhook receiver that hangs is given up on after 2 s, so tests see each happen quickly.
-TEST_ENV = {"RETENTION_SWEEP_SECONDS": "2", "DELETION_SETTLE_SECONDS": "1", "WEBHOOK_TIMEOUT_SECONDS": "2"}
+# webhook receiver that hangs is given up on after 2 s, so tests see each happen quickly. Two tenants of
+# tests/integration/test_webhooks.py are configured as an operator would: one opted in to clause text in
+# its events, one signing with its own secret (not one either: test stacks only).
+TEST_ENV = {
+    "RETENTION_SWEEP_SECONDS": "2",
+    "DELETION_SETTLE_SECONDS": "1",
+    "WEBHOOK_TIMEOUT_SECONDS": "2",
+    "WEBHOOK_CLAUSE_TEXT_TENANTS": "hooks-text",
+    "WEBHOOK_TENANT_SIGNING_SECRETS": "hooks-own-key:whsec_" + base64.b64encode(b"test-hooks-own-key-secret").decode(),
+}
 
 PROFILES = {
     "dev": Profile("dev", 50051, 50052, 50053, 50054, 50055, 7233, 8233, 54320, 8333, 9333, 8080, 8888),

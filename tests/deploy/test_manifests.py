@@ -371,6 +371,10 @@ def test_manifests_configure_the_code_as_intended(overlay: str, monkeypatch: pyt
     # only public https receivers (no loopback or plain http outside local stacks).
     assert store.deletion_settle_seconds > 0 and worker.retention_sweep_seconds >= 60
     assert worker.webhook_signing_secret.get_secret_value() == f"<secret {SECRET_NAME}/webhook-signing-secret>"
+    assert worker.webhook_tenant_signing_secrets.get_secret_value() == (
+        f"<secret {SECRET_NAME}/webhook-tenant-signing-secrets>"
+    )
+    assert not worker.clause_text_tenants(), "clause text leaves in events only for tenants an operator names"
     for checker in (gateway, worker):
         policy = checker.webhook_policy()
         assert not policy.allow_insecure and not policy.allowed_hosts and not policy.allowed_networks

@@ -1,5 +1,6 @@
 """Webhook signing and sending: signatures checked by the `standardwebhooks` package (an independent
-implementation of the spec), and the sender against a real HTTP server on 127.0.0.1."""
+implementation of the spec), the sender against a real HTTP server on 127.0.0.1, and what the delivery
+activity puts in an event: clause text for opted-in tenants only, never for a deleted extraction."""
 
 from __future__ import annotations
 
@@ -8,18 +9,27 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
+import grpc
 import pytest
 import standardwebhooks
 from aiohttp import web
 from google.protobuf import timestamp_pb2
+from grpc.aio import AioRpcError, Metadata
+from temporalio.testing import ActivityEnvironment
 
+from clausework.pipeline.payloads import WebhookInput
 from clausework.runtime.webhook_targets import TargetPolicy
-from contracts.internal.v1 import store_pb2
+from contracts.internal.v1 import store_pb2, store_pb2_grpc
 from contracts.v1 import extraction_pb2 as pb
+from orchestrator.settings import WorkerSettings
 from orchestrator.webhooks import (
+    MAX_EVENT_BYTES,
     SigningKeys,
+    WebhookActivities,
     WebhookSender,
+    clause_fields,
     event_body,
     judge,
     parse_secret,
@@ -34,8 +44,26 @@ LOOPBACK = TargetPolicy.parse("127.0.0.0/8", allow_insecure=True)
 EXTRACTION_ID = "3f2b6a9e-8d1c-4b7a-9e0f-1a2b3c4d5e6f"
 
 
-def event(state: pb.State.ValueType = pb.STATE_SUCCEEDED) -> store_pb2.GetWebhookEventResponse:
-    answer = store_pb2.GetWebhookEventResponse(url="https://x", tenant="t", state=state, clause_count=7, page_count=3)
+BASE_FIELDS = {"id", "state", "error_code", "clause_count", "page_count"}
+CLAUSES = [
+    pb.Clause(
+        category="Governing Law",
+        text="This Agreement is governed by the laws of the State of New York.",
+        page_start=4,
+        page_end=4,
+        char_start=9120,
+        char_end=9185,
+        confidence=0.875,
+        answer="New York",
+    ),
+    pb.Clause(category="Parties", text="Müller GmbH and ACME Ltd.", page_start=1, page_end=1, char_end=25),
+]
+
+
+def event(
+    state: pb.State.ValueType = pb.STATE_SUCCEEDED, url: str = "https://x", tenant: str = "t"
+) -> store_pb2.GetWebhookEventResponse:
+    answer = store_pb2.GetWebhookEventResponse(url=url, tenant=tenant, state=state, clause_count=7, page_count=3)
     answer.end_time.CopyFrom(timestamp_pb2.Timestamp(seconds=1_700_000_000))
     return answer
 
@@ -70,7 +98,30 @@ def test_event_ids_are_stable_and_events_hold_no_text() -> None:
     body = json.loads(event_body(EXTRACTION_ID, event(pb.STATE_CANCELLED)))
     assert body["type"] == "extraction.cancelled"
     assert body["timestamp"] == "2023-11-14T22:13:20Z"
-    assert set(body["data"]) == {"id", "state", "error_code", "clause_count", "page_count"}
+    assert set(body["data"]) == BASE_FIELDS
+
+
+def test_clauses_carry_the_public_clause_fields() -> None:
+    body = event_body(EXTRACTION_ID, event(), CLAUSES)
+    data = json.loads(body)["data"]
+    assert set(data) == BASE_FIELDS | {"clauses", "clauses_truncated"} and data["clauses_truncated"] is False
+    assert data["clauses"] == [clause_fields(clause) for clause in CLAUSES]
+    assert set(data["clauses"][0]) == {field.name for field in pb.Clause.DESCRIPTOR.fields}
+    assert data["clauses"][0]["confidence"] == 0.875 and data["clauses"][1]["char_start"] == 0
+    assert "Müller GmbH".encode() in body, "UTF-8 JSON, not \\u escapes"
+
+
+def test_clauses_that_would_exceed_the_cap_are_left_out() -> None:
+    huge = pb.Clause(category="Parties", text="x" * MAX_EVENT_BYTES, page_start=1, page_end=1)
+    body = event_body(EXTRACTION_ID, event(), [*CLAUSES, huge])
+    assert len(body) <= MAX_EVENT_BYTES
+    data = json.loads(body)["data"]
+    assert "clauses" not in data and data["clauses_truncated"] is True
+    assert data["clause_count"] == 7, "the counts stay"
+    assert CLAUSES[0].text.encode() not in body
+    # Just under the cap, the clauses go.
+    fitting = pb.Clause(category="Parties", text="x" * (MAX_EVENT_BYTES - 1000))
+    assert json.loads(event_body(EXTRACTION_ID, event(), [fitting]))["data"]["clauses_truncated"] is False
 
 
 def test_secrets_must_be_whsec_base64_and_tenants_may_have_their_own() -> None:
@@ -81,6 +132,14 @@ def test_secrets_must_be_whsec_base64_and_tenants_may_have_their_own() -> None:
     assert keys.for_tenant("tenant-a") == parse_secret(SECRET)
     assert keys.for_tenant("tenant-b") == parse_secret(TENANT_SECRET)
     assert SigningKeys.parse("", "").for_tenant("x") is None
+    with pytest.raises(ValueError):
+        SigningKeys.parse(SECRET, f":{TENANT_SECRET}")
+
+
+def test_clause_text_tenants_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert WorkerSettings().clause_text_tenants() == frozenset()
+    monkeypatch.setenv("WEBHOOK_CLAUSE_TEXT_TENANTS", " acme, globex ,,")
+    assert WorkerSettings().clause_text_tenants() == {"acme", "globex"}
 
 
 def test_status_codes_and_retry_after() -> None:
@@ -180,3 +239,72 @@ async def test_sender_refuses_addresses_before_connecting(receiver: Receiver) ->
         assert receiver.requests == []
     finally:
         await sender.close()
+
+
+def not_found() -> AioRpcError:
+    return AioRpcError(grpc.StatusCode.NOT_FOUND, Metadata(), Metadata(), details="not found", debug_error_string="")
+
+
+class FakeStore:
+    """The store's webhook reads: an event, the clauses GetExtraction shows, or NOT_FOUND once deleted."""
+
+    def __init__(self, answer: store_pb2.GetWebhookEventResponse, deleted_after_event: bool = False) -> None:
+        self.answer = answer
+        self.deleted_after_event = deleted_after_event
+        self.clause_reads: list[store_pb2.GetExtractionRequest] = []
+        self.recorded: list[store_pb2.RecordWebhookAttemptRequest] = []
+
+    async def GetWebhookEvent(
+        self, request: store_pb2.GetWebhookEventRequest, timeout: float
+    ) -> store_pb2.GetWebhookEventResponse:
+        return self.answer
+
+    async def GetExtraction(
+        self, request: store_pb2.GetExtractionRequest, timeout: float
+    ) -> store_pb2.GetExtractionResponse:
+        self.clause_reads.append(request)
+        if self.deleted_after_event:
+            raise not_found()
+        return store_pb2.GetExtractionResponse(extraction=pb.Extraction(id=request.id, clauses=CLAUSES))
+
+    async def RecordWebhookAttempt(self, request: store_pb2.RecordWebhookAttemptRequest, timeout: float) -> None:
+        self.recorded.append(request)
+
+
+async def deliver(store: FakeStore, opted_in: frozenset[str]) -> int:
+    sender = WebhookSender(LOOPBACK, SigningKeys.parse(SECRET, ""), 2.0)
+    activities = WebhookActivities(cast("store_pb2_grpc.StoreServiceAsyncStub", store), sender, opted_in)
+    try:
+        output = await ActivityEnvironment().run(activities.deliver_webhook, WebhookInput(EXTRACTION_ID))
+    finally:
+        await sender.close()
+    return output.state
+
+
+async def test_only_opted_in_tenants_get_clause_text(receiver: Receiver) -> None:
+    store = FakeStore(event(url=receiver.url, tenant="acme"))
+    assert await deliver(store, frozenset({"globex"})) == pb.WEBHOOK_STATE_DELIVERED
+    assert store.clause_reads == [], "not opted in: the clauses are not even read"
+    headers, body = receiver.requests[-1]
+    assert set(standardwebhooks.Webhook(SECRET).verify(body, headers)["data"]) == BASE_FIELDS
+    assert not any(clause.text.encode() in body for clause in CLAUSES)
+
+    assert await deliver(store, frozenset({"acme"})) == pb.WEBHOOK_STATE_DELIVERED
+    assert [(read.id, read.tenant) for read in store.clause_reads] == [(EXTRACTION_ID, "acme")]
+    headers, body = receiver.requests[-1]
+    data = standardwebhooks.Webhook(SECRET).verify(body, headers)["data"]
+    assert [clause["text"] for clause in data["clauses"]] == [clause.text for clause in CLAUSES]
+
+
+async def test_failed_events_of_opted_in_tenants_carry_no_clauses(receiver: Receiver) -> None:
+    store = FakeStore(event(pb.STATE_FAILED, url=receiver.url, tenant="acme"))
+    assert await deliver(store, frozenset({"acme"})) == pb.WEBHOOK_STATE_DELIVERED
+    assert store.clause_reads == []
+    assert set(json.loads(receiver.requests[-1][1])["data"]) == BASE_FIELDS
+
+
+async def test_an_extraction_deleted_before_its_clauses_are_read_sends_nothing(receiver: Receiver) -> None:
+    store = FakeStore(event(url=receiver.url, tenant="acme"), deleted_after_event=True)
+    assert await deliver(store, frozenset({"acme"})) == pb.WEBHOOK_STATE_UNSPECIFIED
+    assert len(store.clause_reads) == 1
+    assert receiver.requests == [] and store.recorded == [], "nothing sent, no attempt recorded"

@@ -173,7 +173,9 @@ class ExtractionOptions(_message.Message):
     """Where to POST a signed event (Standard Webhooks) when the extraction reaches a terminal state.
     https only (plain http and private, loopback or link-local addresses only where the deployment
     allows them); anything else is INVALID_ARGUMENT at submit time, before anything is sent. An
-    upload with a webhook is never answered with an earlier extraction of the same bytes.
+    upload with a webhook is never answered with an earlier extraction of the same bytes. The event
+    carries the id, state, error code and counts; the clauses (text included) only for tenants the
+    deployment opts in, and nothing is sent once the extraction is deleted.
     """
     @_builtins.property
     def retention(self) -> _duration_pb2.Duration:
