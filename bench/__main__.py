@@ -19,12 +19,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import breakdown, e2e, llm_latency, llm_server, load, parser, parser_rss, pipeline, submit
+from bench import breakdown, costs, e2e, llm_latency, llm_server, load, parser, parser_rss, pipeline, submit
 from bench.common import ROOT, Section, machine
 from bench.markdown import render
 
-ORDER = ("parser", "parser_rss", "llm_latency", "e2e", "pipeline", "breakdown", "submit", "load", "llm_server")
-NEEDS_STACK = {"e2e", "pipeline", "breakdown", "submit", "load"}
+ORDER = (
+    "parser", "parser_rss", "llm_latency", "e2e", "pipeline", "costs", "breakdown", "submit", "load", "llm_server",
+)  # fmt: skip
+NEEDS_STACK = {"e2e", "pipeline", "costs", "breakdown", "submit", "load"}
 
 
 def _guarded(name: str, title: str, command: str, body: Callable[[], Section]) -> Section:
@@ -87,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                 elif name == "pipeline":
                     sections.append(
                         _guarded(name, "Pipeline", pipeline.COMMAND, lambda: asyncio.run(pipeline.run(stack, quick)))
+                    )
+                elif name == "costs":
+                    sections.append(
+                        _guarded(name, "Costs", costs.COMMAND, lambda: asyncio.run(costs.run(stack, quick)))
                     )
                 elif name == "breakdown":
                     sections.append(
