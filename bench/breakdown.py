@@ -128,4 +128,4 @@ async def _paused_pipeline(stack: Stack, section: Section, document: bytes, quic
     section.add("CPU per submit at 32 clients: all of these", total, "ms")
     section.add("=> submits/s these cores can sustain at most", (os.cpu_count() or 1) * 1000 / total, "/s")
     # Let the workflows started meanwhile finish, so what follows starts from an idle pipeline.
-    await wait_all(stack.gateway_address, ids, timeout=900, poll=1.0)
+    await wait_all(stack.gateway_address, ids, timeout=900)

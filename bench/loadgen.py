@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -33,7 +34,14 @@ class LoadResult:
         return percentile(self.latencies, q) * 1000 if self.latencies else float("nan")
 
 
-async def _client(address: str, document: bytes, requests: int, result: LoadResult, start: asyncio.Event) -> None:
+async def _client(
+    address: str,
+    document: bytes,
+    requests: int,
+    result: LoadResult,
+    start: asyncio.Event,
+    on_id: Callable[[str], None] | None,
+) -> None:
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         await channel.channel_ready()
         stub = extraction_pb2_grpc.ExtractionServiceStub(channel)
@@ -51,19 +59,27 @@ async def _client(address: str, document: bytes, requests: int, result: LoadResu
             result.latencies.append(time.perf_counter() - began)
             if answer.id:
                 result.ids.append(answer.id)
+                if on_id is not None:
+                    on_id(answer.id)
 
 
 async def run_load(
-    address: str, document: bytes, clients: int, requests_per_client: int, total: int | None = None
+    address: str,
+    document: bytes,
+    clients: int,
+    requests_per_client: int,
+    total: int | None = None,
+    on_id: Callable[[str], None] | None = None,
 ) -> LoadResult:
     """All clients connect first, then start together; wall time runs from the start to the last answer.
-    With `total`, the clients share exactly that many requests instead (some one more than others)."""
+    With `total`, the clients share exactly that many requests instead (some one more than others).
+    `on_id` hears each accepted id at once (e.g. Watcher.watch, to follow it from its submit on)."""
     result = LoadResult(clients)
     start = asyncio.Event()
     counts = [requests_per_client] * clients
     if total is not None:
         counts = [total // clients + (i < total % clients) for i in range(clients)]
-    tasks = [asyncio.create_task(_client(address, document, n, result, start)) for n in counts]
+    tasks = [asyncio.create_task(_client(address, document, n, result, start, on_id)) for n in counts]
     await asyncio.sleep(0.2)  # let the channels connect
     began = time.perf_counter()
     start.set()

@@ -74,31 +74,91 @@ def postgres_cpu(stack: Stack) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-async def wait_all(address: str, ids: Iterable[str], timeout: float, poll: float = 0.5) -> dict[str, pb.Extraction]:
-    """Poll GetExtraction until every id is terminal (or `timeout`); returns the last answer of each."""
-    pending = set(ids)
-    done: dict[str, pb.Extraction] = {}
-    deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        stub = extraction_pb2_grpc.ExtractionServiceStub(channel)
-        limit = asyncio.Semaphore(8)
-
-        async def check(extraction_id: str) -> None:
-            async with limit:
-                answer = await stub.GetExtraction(pb.GetExtractionRequest(id=extraction_id), timeout=30)
-            if answer.state in TERMINAL_STATES:
-                done[extraction_id] = answer
-                pending.discard(extraction_id)
-
-        while pending and time.monotonic() < deadline:
-            await asyncio.gather(*(check(i) for i in list(pending)))
-            if pending:
-                await asyncio.sleep(poll)
-    return done
+# Streams per channel of a Watcher: under the gateway's max_concurrent_streams (100 per connection), so
+# no watch waits for a free stream.
+WATCHES_PER_CHANNEL = 50
+# Pause before re-opening a watch the server ended early (UNAVAILABLE: a connection aged out, a restart).
+REWATCH_SECONDS = 0.2
 
 
-async def submit_and_wait(address: str, document: bytes, timeout: float = 300) -> tuple[float, pb.Extraction]:
-    """One extraction, submit → terminal, timed (polling every 20 ms, which bounds the error)."""
+class Watcher:
+    """Waits for extractions to end without polling: one WatchExtraction stream per id, opened by
+    `watch` as soon as the id is known and ending at a terminal state. The gateway relays the store's
+    LISTEN/NOTIFY-driven stream, so the stack spends on the wait what any client awaiting its result
+    would, instead of answering a GetExtraction per id per poll interval."""
+
+    def __init__(self, address: str, timeout: float) -> None:
+        self._address = address
+        self._deadline = time.monotonic() + timeout
+        self._channels: list[grpc.aio.Channel] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.done: dict[str, pb.Extraction] = {}
+
+    async def __aenter__(self) -> Watcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(channel.close(None) for channel in self._channels))
+
+    def _stub(self) -> extraction_pb2_grpc.ExtractionServiceAsyncStub:
+        if len(self._tasks) % WATCHES_PER_CHANNEL == 0:
+            # A connection of its own (no global subchannel sharing), apart from the load generator's.
+            options = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+            self._channels.append(grpc.aio.insecure_channel(self._address, options=options))
+        return extraction_pb2_grpc.ExtractionServiceStub(self._channels[-1])
+
+    def watch(self, extraction_id: str) -> None:
+        """Start watching `extraction_id`; its last answer lands in `done` once terminal."""
+        stub = self._stub()
+        self._tasks.append(asyncio.create_task(self._follow(stub, extraction_id)))
+
+    async def _follow(self, stub: extraction_pb2_grpc.ExtractionServiceAsyncStub, extraction_id: str) -> None:
+        last = await watch_until_terminal(stub, extraction_id, self._deadline)
+        if last is not None:
+            self.done[extraction_id] = last
+
+    async def wait(self) -> dict[str, pb.Extraction]:
+        """Every watched id's terminal answer (those not terminal by the deadline are missing)."""
+        await asyncio.gather(*self._tasks)
+        return self.done
+
+
+async def watch_until_terminal(
+    stub: extraction_pb2_grpc.ExtractionServiceAsyncStub, extraction_id: str, deadline: float
+) -> pb.Extraction | None:
+    """The extraction's terminal answer, from WatchExtraction (re-opened if the server ends the stream
+    early: its first message is the state now, so nothing is missed); None at the deadline."""
+    while (remaining := deadline - time.monotonic()) > 0:
+        last: pb.Extraction | None = None
+        try:
+            # Read to the stream's own end (just after the terminal message): leaving early would cancel
+            # the call, which the gateway and store would count and log as CANCELLED.
+            async for update in stub.WatchExtraction(pb.WatchExtractionRequest(id=extraction_id), timeout=remaining):
+                last = update
+            if last is not None and last.state in TERMINAL_STATES:
+                return last
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return None
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+        await asyncio.sleep(REWATCH_SECONDS)
+    return None
+
+
+async def wait_all(address: str, ids: Iterable[str], timeout: float) -> dict[str, pb.Extraction]:
+    """Watch ids known already until each is terminal (or `timeout`); returns the terminal answers."""
+    async with Watcher(address, timeout) as watcher:
+        for extraction_id in ids:
+            watcher.watch(extraction_id)
+        return await watcher.wait()
+
+
+async def submit_and_wait(address: str, document: bytes, timeout: float = 300) -> tuple[float, pb.Extraction | None]:
+    """One extraction, submit → terminal, timed to the terminal message of its watch (None: timed out)."""
     import uuid
 
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
@@ -108,9 +168,5 @@ async def submit_and_wait(address: str, document: bytes, timeout: float = 300) -
             pb.CreateExtractionRequest(content=document, filename="bench.pdf", request_id=str(uuid.uuid4())),
             timeout=60,
         )
-        deadline = began + timeout
-        while True:
-            answer = await stub.GetExtraction(pb.GetExtractionRequest(id=created.id), timeout=30)
-            if answer.state in TERMINAL_STATES or time.perf_counter() > deadline:
-                return time.perf_counter() - began, answer
-            await asyncio.sleep(0.02)
+        answer = await watch_until_terminal(stub, created.id, time.monotonic() + timeout)
+        return time.perf_counter() - began, answer

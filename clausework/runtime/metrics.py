@@ -2,8 +2,8 @@
 
 Every gRPC server counts its calls through `MetricsInterceptor` (by method and status code, with a
 latency histogram); each service adds its own counters next to the code that moves them (pages parsed,
-tokens, extractions by state, activity outcomes). prometheus_client's default collectors add process
-CPU, memory and file descriptors. All our metric names start with `clausework_`.
+tokens, extractions by state, activity outcomes, S3 requests by operation). prometheus_client's default
+collectors add process CPU, memory and file descriptors. All our metric names start with `clausework_`.
 """
 
 from __future__ import annotations

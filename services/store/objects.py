@@ -19,6 +19,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from prometheus_client import Counter
 
 from clausework.runtime.errors import InvalidArgument, NotFound, register_transient, register_transient_check
 from clausework.runtime.settings import MiB
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 * MiB
 # S3 multipart parts must be >= 5 MiB (but the last); larger objects are uploaded in parts of this size.
 PART_BYTES = 8 * MiB
+# What S3 bills and rate-limits: every HTTP request sent, retries included, by API operation.
+S3_REQUESTS = Counter(
+    "clausework_s3_requests",
+    "HTTP requests sent to the S3 API (each retry counts), by operation (PutObject, GetObject, HeadObject, ...).",
+    ["operation"],
+)
 _KEY_PATTERN = re.compile(r"^(documents|extractions|results|uploads)/[A-Za-z0-9._/-]{1,900}$")
 
 
@@ -44,6 +51,11 @@ register_transient(EndpointConnectionError, ConnectionClosedError, ConnectTimeou
 # S3 answers these while it recovers (e.g. SeaweedFS right after a restart, before its volumes are back):
 # AWS documents them as retryable; botocore's own few quick retries may not outlast the recovery.
 RETRYABLE_S3_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500", "503"})
+
+
+def _count_request(event_name: str, **kwargs: object) -> None:
+    """botocore's `before-send.s3.<Operation>` event: emitted once per HTTP attempt, so retries count."""
+    S3_REQUESTS.labels(event_name.rsplit(".", 1)[-1]).inc()
 
 
 def _retryable_s3_error(exc: BaseException) -> bool:
@@ -94,6 +106,7 @@ class ObjectStore:
         self._client = await self._stack.enter_async_context(
             self._session.client("s3", endpoint_url=self._endpoint_url, config=config)
         )
+        self._client.meta.events.register("before-send.s3", _count_request)
         return self
 
     async def __aexit__(
@@ -216,8 +229,12 @@ class ObjectStore:
 
     async def keys(self, prefix: str = "") -> list[str]:
         """Every key under `prefix` (for tests and operators: orphan checks)."""
-        found: list[str] = []
+        return list(await self.sizes(prefix))
+
+    async def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key under `prefix` with its size in bytes (operators, bench/costs.py: bytes stored by kind)."""
+        found: dict[str, int] = {}
         paginator = self._client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            found.extend(item["Key"] for item in page.get("Contents", []))
+            found.update((item["Key"], int(item["Size"])) for item in page.get("Contents", []))
         return found
