@@ -90,6 +90,7 @@ def clause_text_tenants(settings: WorkerSettings) -> frozenset[str]:
 
 if __name__ == "__main__":
     settings = WorkerSettings()
+    settings.lower_cpu_priority()
     configure_logging("worker", settings.log_level)
     configure_tracing("worker")
     asyncio.run(main(settings))

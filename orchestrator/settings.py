@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from clausework.pipeline import DEFAULT_TASK_QUEUE
-from clausework.runtime.settings import ServerSettings, StoreClientSettings
+from clausework.runtime.settings import PIPELINE_CPU_NICE, ServerSettings, StoreClientSettings
 from clausework.runtime.webhook_targets import WebhookTargetSettings
 
 
@@ -16,6 +16,7 @@ class WorkerSettings(WebhookTargetSettings, StoreClientSettings, ServerSettings)
     model_config = SettingsConfigDict(env_prefix="WORKER_")
 
     port: int = 50055
+    cpu_nice: int = Field(default=PIPELINE_CPU_NICE, ge=0, le=19)  # below submits (ServerSettings)
     temporal_address: str = Field(default="127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
     task_queue: str = Field(default=DEFAULT_TASK_QUEUE, validation_alias="TEMPORAL_TASK_QUEUE")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+# The nice value of the pipeline's processes: a CFS weight of 110 against the default 1024 (10x less).
+PIPELINE_CPU_NICE = 10
 
 
 class ProcessSettings(BaseSettings):
@@ -30,6 +34,16 @@ class ServerSettings(ProcessSettings):
     max_connection_age_grace_seconds: float = Field(
         default=3600.0, validation_alias="GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS"
     )
+    # Added to the process's nice value at start-up (e.g. PARSER_CPU_NICE). The pipeline's processes
+    # (parser, llm, worker) default to PIPELINE_CPU_NICE, so on shared cores a submit — gateway, store,
+    # PostgreSQL — is not queued behind parsing and extraction (BENCHMARKS.md, Submit).
+    cpu_nice: int = Field(default=0, ge=0, le=19)
+
+    def lower_cpu_priority(self) -> None:
+        """Apply cpu_nice. Linux keeps a nice value per thread and new threads inherit it, so call this
+        first, before anything (tracing, gRPC, a forkserver) starts a thread or a process."""
+        if self.cpu_nice:
+            os.nice(self.cpu_nice)
 
     @property
     def address(self) -> str:

@@ -65,6 +65,7 @@ async def main(settings: GatewaySettings) -> None:
 
 if __name__ == "__main__":
     settings = GatewaySettings()
+    settings.lower_cpu_priority()
     configure_logging("gateway", settings.log_level)
     configure_tracing("gateway")
     asyncio.run(main(settings))

@@ -46,6 +46,7 @@ async def main(settings: LlmSettings) -> None:
 
 if __name__ == "__main__":
     settings = LlmSettings()
+    settings.lower_cpu_priority()
     configure_logging("llm", settings.log_level)
     configure_tracing("llm")
     asyncio.run(main(settings))

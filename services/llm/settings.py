@@ -8,13 +8,14 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from clausework.runtime.settings import ServerSettings, StoreClientSettings
+from clausework.runtime.settings import PIPELINE_CPU_NICE, ServerSettings, StoreClientSettings
 
 
 class LlmSettings(StoreClientSettings, ServerSettings):
     model_config = SettingsConfigDict(env_prefix="LLM_")
 
     port: int = 50053
+    cpu_nice: int = Field(default=PIPELINE_CPU_NICE, ge=0, le=19)  # below submits (ServerSettings)
     # `embedded`: the bundled CUAD-trained model, no network or key needed. `openai`: any
     # OpenAI-compatible chat completions endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama-server).
     backend: Literal["embedded", "openai"] = "embedded"

@@ -54,6 +54,7 @@ async def main(settings: ParserSettings) -> None:
 
 if __name__ == "__main__":
     settings = ParserSettings()
+    settings.lower_cpu_priority()
     configure_logging("parser", settings.log_level)
     configure_tracing("parser")
     asyncio.run(main(settings))

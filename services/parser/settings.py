@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from clausework.runtime.settings import ServerSettings, StoreClientSettings
+from clausework.runtime.settings import PIPELINE_CPU_NICE, ServerSettings, StoreClientSettings
 
 
 class ParserSettings(StoreClientSettings, ServerSettings):
     model_config = SettingsConfigDict(env_prefix="PARSER_")
 
     port: int = 50052
+    cpu_nice: int = Field(default=PIPELINE_CPU_NICE, ge=0, le=19)  # below submits (ServerSettings)
     # Documents parsed at once; each holds its PDF and text in memory, so this bounds memory too.
     concurrency: int = max(1, os.cpu_count() or 1)
     object_timeout_seconds: float = 120.0

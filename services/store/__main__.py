@@ -112,6 +112,7 @@ def page_tokens(settings: StoreSettings) -> PageTokens:
 
 if __name__ == "__main__":
     settings = StoreSettings()
+    settings.lower_cpu_priority()
     configure_logging("store", settings.log_level)
     configure_tracing("store")
     asyncio.run(main(settings))

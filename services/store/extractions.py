@@ -318,8 +318,9 @@ class ExtractionStore:
 
         A document row this statement had to create may replace one a concurrent purge just deleted — with
         the PDF, possibly after our write landed. Its lock is ours until commit and any such purge has
-        committed, so checking the object now is final: if it is gone, it is written again before any
-        row pointing at it becomes visible.
+        committed (and left its note in purged_documents), so a second statement — a new snapshot, which
+        sees that note — decides: only then is the object checked, and written again if it is gone, before
+        any row pointing at it becomes visible. A new document costs one indexed lookup, not an S3 request.
         """
         async with self._pool.acquire() as connection, connection.transaction():
             row: asyncpg.Record | None = await connection.fetchrow(
@@ -350,7 +351,16 @@ class ExtractionStore:
                 new.webhook_url,
                 pb.WEBHOOK_STATE_PENDING if new.webhook_url else pb.WEBHOOK_STATE_UNSPECIFIED,
             )
-            if row is not None and row["new_document"] and not await self._objects.exists(new.key):
+            if (
+                row is not None
+                and row["new_document"]
+                and await connection.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM purged_documents WHERE tenant = $1 AND sha256 = $2)",
+                    new.tenant,
+                    new.sha256,
+                )
+                and not await self._objects.exists(new.key)
+            ):
                 log.warning("document purged during upload; writing it again", extra={"extraction_id": str(row["id"])})
                 await self._write_document(upload, new.key)
         return row

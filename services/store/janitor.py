@@ -9,6 +9,7 @@ idempotent, so replicas may overlap harmlessly):
 - the intermediate objects of extractions that ended FAILED or CANCELLED more than
   `settle_seconds` ago and were not swept yet: the workflow deletes them when it ends, but a parser or
   llm call cancelled mid-write may still land an object afterwards.
+It also forgets notes of purged PDFs (purged_documents) older than `upload_grace_seconds`.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class Janitor:
                 self._settle,
                 SWEEP_BATCH,
             )
+            # Notes of purged PDFs outlive any upload that could have raced the purge (ExtractionStore._insert).
+            notes = await connection.execute(
+                "DELETE FROM purged_documents WHERE purge_time < now() - $1::interval", self._upload_grace
+            )
         for row in ended:
             await self._extractions.discard_objects(str(row["id"]))
         if ended:
@@ -85,7 +90,12 @@ class Janitor:
                 await connection.execute(
                     "UPDATE extractions SET swept_time = now() WHERE id = ANY($1::uuid[])", [r["id"] for r in ended]
                 )
-        counts = {"uploads": len(uploads), "multipart": aborted, "ended": len(ended)}
+        counts = {
+            "uploads": len(uploads),
+            "multipart": aborted,
+            "ended": len(ended),
+            "purge_notes": int(notes.split()[-1]),
+        }
         for kind, count in counts.items():
             SWEPT.labels(kind).inc(count)
         if uploads or aborted:

@@ -132,6 +132,13 @@ class Lifecycle:
                 # Inside the transaction: if this fails, the rows stay and the next attempt repeats it all.
                 await self._objects.delete(str(document["object_key"]))
                 await connection.execute("DELETE FROM documents WHERE tenant = $1 AND sha256 = $2", tenant, sha256)
+                # For an upload of the same bytes racing us (ExtractionStore._insert); the janitor forgets it.
+                await connection.execute(
+                    "INSERT INTO purged_documents (tenant, sha256) VALUES ($1, $2)"
+                    " ON CONFLICT (tenant, sha256) DO UPDATE SET purge_time = now()",
+                    tenant,
+                    sha256,
+                )
         DELETIONS.labels("purged").inc()
         log.info("extraction purged", extra={"extraction_id": extraction_id, "document_deleted": document_deleted})
         return store_pb2.PurgeExtractionResponse(document_deleted=document_deleted)

@@ -5,6 +5,8 @@ deletion finishes after an S3 outage instead of stopping half-way."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
 import uuid
 from collections.abc import Awaitable
@@ -23,8 +25,10 @@ from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
 from deploy.local.stack import Stack
 from orchestrator.schedules import RETENTION_SCHEDULE_ID
-from services.store.extractions import document_key
+from services.store.extractions import ExtractionStore, Upload, _New, document_key
+from services.store.janitor import Janitor
 from services.store.objects import ObjectStore
+from services.store.pagetokens import PageTokens
 from tests import pdfs
 from tests.conftest import wait_terminal
 
@@ -189,3 +193,43 @@ async def test_retention_deletes_by_the_schedule(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await create(gateway, unique_contract(), retention=duration_pb2.Duration(seconds=-1))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_an_upload_racing_the_purge_of_its_pdf_writes_it_again(
+    gateway: Gateway, db: asyncpg.Pool, objects: ObjectStore, temporal: Client
+) -> None:
+    """An upload whose PDF write landed just before a purge deleted that PDF inserts its rows after the
+    purge: the purge's note makes it check the object and write it again. A document never purged is
+    not checked at all (its insert asks S3 nothing), and the janitor forgets old notes."""
+    content = unique_contract()
+    first = await create(gateway, content)
+    assert (await wait_terminal(gateway, first.id)).state == pb.STATE_SUCCEEDED
+    await gateway.DeleteExtraction(pb.DeleteExtractionRequest(id=first.id), timeout=10)
+    await deletion_done(temporal, first.id)
+    sha256 = first.document.sha256
+    assert not await objects.exists(document_key(TENANT, sha256))
+    note = "SELECT count(*) FROM purged_documents WHERE tenant = $1 AND sha256 = $2"
+    async with db.acquire() as connection:
+        assert await connection.fetchval(note, TENANT, sha256) == 1
+
+    store = ExtractionStore(db, objects, PageTokens(os.urandom(32)))
+    created = []
+    for data, purged in ((content, True), (unique_contract(), False)):
+        digest = hashlib.sha256(data).hexdigest()
+        key = document_key(TENANT, digest)
+        new = _New(TENANT, "", digest, len(data), key, "race.pdf", "race", None, "")
+        row = await store._insert(new, Upload(content=data))  # as if its write had landed before
+        assert row is not None
+        created.append(str(row["id"]))
+        assert await objects.exists(key) is purged, "only a purged document's object is checked and rewritten"
+    assert await objects.get(document_key(TENANT, sha256)) == content
+
+    janitor = Janitor(
+        db, objects, store, interval_seconds=3600, upload_grace_seconds=0, settle_seconds=3600
+    )  # fmt: skip
+    assert (await janitor.sweep())["purge_notes"] >= 1
+    async with db.acquire() as connection:
+        assert await connection.fetchval(note, TENANT, sha256) == 0
+    for ident in created:
+        await wait_terminal(gateway, ident)
+        await gateway.DeleteExtraction(pb.DeleteExtractionRequest(id=ident), timeout=10)

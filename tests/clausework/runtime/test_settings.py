@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from clausework.runtime.settings import PIPELINE_CPU_NICE
 from orchestrator.settings import WorkerSettings
 from services.gateway.settings import GatewaySettings
 from services.llm.settings import LlmSettings
@@ -39,3 +44,20 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_PORT", "not-a-port")
     with pytest.raises(ValueError, match="port"):
         GatewaySettings()
+
+
+def test_the_pipeline_runs_below_the_submit_path() -> None:
+    assert [s().cpu_nice for s in (ParserSettings, LlmSettings, WorkerSettings)] == [PIPELINE_CPU_NICE] * 3
+    assert [s().cpu_nice for s in (GatewaySettings, StoreSettings)] == [0, 0]
+
+
+def test_lower_cpu_priority_raises_the_nice_value_of_the_process() -> None:
+    code = (
+        "import os; from services.parser.settings import ParserSettings; before = os.nice(0); "
+        "ParserSettings().lower_cpu_priority(); print(os.nice(0) - before)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "PARSER_CPU_NICE": "7"},
+    )  # fmt: skip
+    assert done.stdout.strip() == "7"
