@@ -19,14 +19,15 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import breakdown, costs, e2e, llm_latency, llm_server, load, parser, parser_rss, pipeline, submit
+from bench import breakdown, costs, e2e, llm_latency, llm_server, load, parser, parser_rss, pipeline, scale, submit
 from bench.common import ROOT, Section, machine
 from bench.markdown import render
 
 ORDER = (
-    "parser", "parser_rss", "llm_latency", "e2e", "pipeline", "costs", "breakdown", "submit", "load", "llm_server",
+    "parser", "parser_rss", "llm_latency", "e2e", "pipeline", "scale", "costs", "breakdown", "submit", "load",
+    "llm_server",
 )  # fmt: skip
-NEEDS_STACK = {"e2e", "pipeline", "costs", "breakdown", "submit", "load"}
+NEEDS_STACK = {"e2e", "pipeline", "scale", "costs", "breakdown", "submit", "load"}
 
 
 def _guarded(name: str, title: str, command: str, body: Callable[[], Section]) -> Section:
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                 elif name == "pipeline":
                     sections.append(
                         _guarded(name, "Pipeline", pipeline.COMMAND, lambda: asyncio.run(pipeline.run(stack, quick)))
+                    )
+                elif name == "scale":
+                    sections.append(
+                        _guarded(name, "Scale-out", scale.COMMAND, lambda: asyncio.run(scale.run(stack, quick)))
                     )
                 elif name == "costs":
                     sections.append(

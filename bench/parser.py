@@ -110,6 +110,9 @@ def run(quick: bool) -> Section:
         section.add("  of which the child's own work (limits, parse, encode)", child, "ms")
         section.add("  of which moving PDF and result, waiting for a child", wall - child, "ms")
         section.add("parse_pdf in-process, same documents interleaved", local, "ms")
+        section.add(
+            "a fresh child's own work / the in-process parse (the cost of a process per document)", child / local, "x"
+        )
     try:
         plumber = pages_per_second(pdfplumber_pages, plumber_docs, 1)
     except ImportError:
