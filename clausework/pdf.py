@@ -64,7 +64,7 @@ def find_tessdata() -> str | None:
     return str(found[-1]) if found else None
 
 
-def _pymupdf() -> ModuleType:
+def load_pymupdf() -> ModuleType:
     """PyMuPDF, imported on first use (only the parser process should pay for it), with the global options
     this module's coordinates depend on set explicitly: pymupdf4llm sets them at its import, and every
     stored bounding box so far was computed with them (PyMuPDF's ascender/descender corrections of character
@@ -78,7 +78,7 @@ def _pymupdf() -> ModuleType:
 
 
 def _open(data: bytes) -> pymupdf.Document:
-    pymupdf = _pymupdf()
+    pymupdf = load_pymupdf()
     if not data:
         raise InvalidDocument("the file is empty", reason="EMPTY_DOCUMENT")
     if b"%PDF-" not in data[:1024]:
@@ -122,7 +122,7 @@ def parse_pdf(data: bytes, ocr: OcrOptions | None = None) -> document_pb2.Parsed
     With `ocr`, pages without a text layer are recognized with Tesseract; without it, a document with
     no text layer fails with NO_TEXT_LAYER.
     """
-    pymupdf = _pymupdf()
+    pymupdf = load_pymupdf()
     document = _open(data)
     ocr_pages = 0
     flags = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
