@@ -82,31 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             fresh_up(stack)
             gateway = stack.gateway_address
+            runs: dict[str, tuple[str, str, Callable[[], Section]]] = {
+                "e2e": ("End-to-end", e2e.COMMAND, lambda: asyncio.run(e2e.run(gateway, quick))),
+                "pipeline": ("Pipeline", pipeline.COMMAND, lambda: asyncio.run(pipeline.run(stack, quick))),
+                "scale": ("Scale-out", scale.COMMAND, lambda: asyncio.run(scale.run(stack, quick))),
+                "costs": ("Costs", costs.COMMAND, lambda: asyncio.run(costs.run(stack, quick))),
+                "breakdown": ("Breakdown", breakdown.COMMAND, lambda: asyncio.run(breakdown.run(stack, quick))),
+                "submit": ("Submit", submit.COMMAND, lambda: _submit(gateway, quick)),
+                "load": ("Load", load.COMMAND, lambda: asyncio.run(load.run(stack, quick))),
+            }
             for name in stacked:
-                if name == "e2e":
-                    sections.append(
-                        _guarded(name, "End-to-end", e2e.COMMAND, lambda: asyncio.run(e2e.run(gateway, quick)))
-                    )
-                elif name == "pipeline":
-                    sections.append(
-                        _guarded(name, "Pipeline", pipeline.COMMAND, lambda: asyncio.run(pipeline.run(stack, quick)))
-                    )
-                elif name == "scale":
-                    sections.append(
-                        _guarded(name, "Scale-out", scale.COMMAND, lambda: asyncio.run(scale.run(stack, quick)))
-                    )
-                elif name == "costs":
-                    sections.append(
-                        _guarded(name, "Costs", costs.COMMAND, lambda: asyncio.run(costs.run(stack, quick)))
-                    )
-                elif name == "breakdown":
-                    sections.append(
-                        _guarded(name, "Breakdown", breakdown.COMMAND, lambda: asyncio.run(breakdown.run(stack, quick)))
-                    )
-                elif name == "submit":
-                    sections.append(_guarded(name, "Submit", submit.COMMAND, lambda: _submit(gateway, quick)))
-                elif name == "load":
-                    sections.append(_guarded(name, "Load", load.COMMAND, lambda: asyncio.run(load.run(stack, quick))))
+                sections.append(_guarded(name, *runs[name]))
         finally:
             if not args.keep_stack:
                 stack.down()

@@ -190,3 +190,15 @@ def cuad_with_pages(pages: int, tolerance: int = 3) -> tuple[Path, int] | None:
 
 
 NO_CUAD = f"CUAD not found at {CUAD} (set CUAD_DIR); the CUAD part of this benchmark was skipped"
+
+
+def contracts(section: Section, count: int, quick: bool, first: int = 0) -> tuple[list[bytes], str]:
+    """`count` CUAD contracts from number `first` on (generated 5-14 page ones in --quick or without
+    CUAD, saying so in the section's notes), and how to describe them."""
+    if cuad_available() and not quick:
+        originals = [p.read_bytes() for p in cuad_pdfs()[first : first + count]]
+        source = f"the first {count} CUAD contracts" if not first else f"CUAD contracts {first + 1}-{first + count}"
+        return originals, source
+    if not quick:
+        section.notes.append(NO_CUAD + "; generated contracts were used")
+    return [text_pdf(5 + i % 10) for i in range(count)], f"{count} generated contracts (5-14 pages)"

@@ -28,7 +28,7 @@ import asyncpg
 import grpc
 from temporalio.client import Client
 
-from bench.common import NO_CUAD, Section, cuad_available, cuad_pdfs, page_count, text_pdf, unique
+from bench.common import Section, contracts, page_count, unique
 from bench.loadgen import CHANNEL_OPTIONS
 from bench.stackutil import Watcher, cpu_seconds, pids, postgres_cpu
 from clausework.pipeline.payloads import deletion_workflow_id, workflow_id
@@ -543,14 +543,7 @@ async def run(stack: Stack, quick: bool) -> Section:
     count = 6 if quick else 20
     hooked = 2 if quick else 5
     section = Section(f"Per-document costs, {count} contracts (capacity model)", COMMAND)
-    if cuad_available() and not quick:
-        originals = [p.read_bytes() for p in cuad_pdfs()[:count]]
-        source = f"the first {count} CUAD contracts"
-    else:
-        originals = [text_pdf(5 + i % 10) for i in range(count)]
-        source = f"{count} generated contracts (5-14 pages)"
-        if not quick:
-            section.notes.append(NO_CUAD + "; generated contracts were used")
+    originals, source = contracts(section, count, quick)
     pages = sum(page_count(d) for d in originals)
     section.load = (
         f"the idle stack first; then {source}, {pages} pages, {sum(len(d) for d in originals) // 1024} KB, unique "

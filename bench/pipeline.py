@@ -17,7 +17,7 @@ import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 
-from bench.common import NO_CUAD, Section, cuad_available, cuad_pdfs, text_pdf, unique
+from bench.common import Section, contracts, page_count, unique
 from bench.loadgen import run_load
 from bench.stackutil import Watcher, cpu_seconds, frozen, pids, postgres_cpu
 from contracts.v1 import extraction_pb2 as pb
@@ -105,17 +105,7 @@ async def through_stack(gateway: str, documents: list[bytes]) -> tuple[float, in
 async def run(stack: Stack, quick: bool) -> Section:
     count = 6 if quick else 50
     section = Section(f"Pipeline throughput, {count} contracts: stack vs in-process", COMMAND)
-    if cuad_available() and not quick:
-        paths = cuad_pdfs()[:count]
-        originals = [p.read_bytes() for p in paths]
-        source = f"the first {count} CUAD contracts"
-    else:
-        originals = [text_pdf(5 + i % 10) for i in range(count)]
-        source = f"{count} generated contracts (5-14 pages)"
-        if not quick:
-            section.notes.append(NO_CUAD + "; generated contracts were used")
-    from bench.common import page_count
-
+    originals, source = contracts(section, count, quick)
     pages = sum(page_count(d) for d in originals)
     section.load = f"{source}, {pages} pages; unique bytes per run; in-process pool of {os.cpu_count()} processes"
     processes = pids(stack)

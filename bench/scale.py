@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from bench.common import NO_CUAD, Section, cuad_available, cuad_pdfs, text_pdf, unique
+from bench.common import Section, contracts, unique
 from bench.pipeline import through_stack
 from bench.stackutil import cpu_seconds, postgres_cpu
 from deploy.local.stack import SERVICES, Stack
@@ -62,14 +62,7 @@ def _start_extras(stack: Stack) -> None:
 async def run(stack: Stack, quick: bool) -> Section:
     count = 6 if quick else 40
     section = Section(f"Scale-out on one machine, {count} contracts: 2 parsers + 2 workers vs 1 + 1", COMMAND)
-    if cuad_available() and not quick:
-        originals = [p.read_bytes() for p in cuad_pdfs()[50 : 50 + count]]
-        source = f"CUAD contracts 51-{50 + count} (not those of the pipeline section)"
-    else:
-        originals = [text_pdf(5 + i % 10) for i in range(count)]
-        source = f"{count} generated contracts"
-        if not quick:
-            section.notes.append(NO_CUAD + "; generated contracts were used")
+    originals, source = contracts(section, count, quick, first=50)  # not the pipeline section's
     section.load = f"{source}, unique bytes per run, submitted by 10 clients, completion watched"
     cores = os.cpu_count() or 1
     single = await _measure(stack, [unique(d) for d in originals])
