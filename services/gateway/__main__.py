@@ -59,7 +59,12 @@ async def main(settings: GatewaySettings) -> None:
         on_stop=lambda: store_channel.close(grace=None),
         tls=tls,
         interceptors=[admission],
-        options=[("grpc.max_concurrent_streams", settings.max_concurrent_streams)],
+        options=[
+            ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+            # A fixed window per call (GatewaySettings.stream_window_bytes says why).
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", settings.stream_window_bytes),
+        ],
     )
 
 

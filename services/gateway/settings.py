@@ -35,6 +35,12 @@ class GatewaySettings(WebhookTargetSettings, StoreClientSettings, ServerSettings
     max_uploads: int = Field(default=6, ge=1)
     # HTTP/2 streams (calls) one client connection may have open at once; more wait in the client.
     max_concurrent_streams: int = Field(default=100, ge=1)
+    # HTTP/2 flow-control window of each call: the bytes a client may send before the gateway reads
+    # them. Fixed (gRPC's BDP probing off), because a refused upload's stream holds up to its window in
+    # the gateway: with probing on, 24 refused 32 MiB uploads raised its peak RSS by 20-192 MiB from run
+    # to run; at 4 MiB by 1-14 MiB (docs/bad-inputs.md, Memory). It also caps one upload at window /
+    # round-trip time: 80 MiB/s at 50 ms.
+    stream_window_bytes: int = Field(default=4 * MiB, ge=64 * 1024)
     # An UploadExtraction stream that sends no message for this long is DEADLINE_EXCEEDED (reason
     # UPLOAD_IDLE) and nothing is stored.
     upload_idle_seconds: float = Field(default=30.0, gt=0)
