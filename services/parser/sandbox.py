@@ -198,7 +198,7 @@ _spares = _Spares()
 
 
 def start(spares: int = 1) -> None:
-    """Start the forkserver (it imports PyMuPDF, ~1.4 s) now rather than on the first document, and keep
+    """Start the forkserver (it imports PyMuPDF) now rather than on the first document, and keep
     `spares` children waiting: one per document parsed at once."""
     forkserver.ensure_running()
     _spares.set_count(spares)
