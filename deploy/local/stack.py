@@ -68,6 +68,14 @@ class Profile:
         """The Temporal dev server's own metrics (its `action` counter among them)."""
         return self.temporal + 20
 
+    def port_ranges(self) -> list[tuple[int, int]]:
+        """Every port this profile's processes may listen on: ours with their replicas (up to +50),
+        metrics (+100) and Temporal SDK metrics (+200); Temporal's (+10 http, +20 metrics); the rest."""
+        single = (self.temporal_ui, self.postgres, self.s3, self.weed_master, self.weed_volume, self.weed_filer)
+        ranges = [(self.gateway, self.worker + TEMPORAL_METRICS_OFFSET + 50), (self.temporal, self.temporal + 20)]
+        ranges += [(port, port) for port in single] + [(port + 10000, port + 10000) for port in single[3:]]
+        return ranges
+
 
 # Test stacks: the retention schedule runs every 2 s, deletions sweep late objects after 1 s, and a
 # webhook receiver that hangs is given up on after 2 s, so tests see each happen quickly. Two tenants of
@@ -170,6 +178,30 @@ MODULES = {
     "gateway": "services.gateway",
     "worker": "orchestrator",
 }
+
+
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+def reserve_ports(profile: Profile) -> None:
+    """Keep the kernel from giving the profile's ports to outgoing connections as their local port.
+
+    The fixed ports sit inside Linux's ephemeral range (32768-60999): a client socket that happened to
+    be given one made a later listen on it fail with EADDRINUSE (a clean-clone CI run lost a test
+    gateway replica to it: "cannot serve metrics on 127.0.0.1:51166"). Reserved ports are skipped
+    when the kernel picks a local port; listening on them is unchanged. Only root may set this, and it is
+    machine-wide (until reboot; it only adds ranges): elsewhere nothing changes.
+    """
+    if os.geteuid() != 0 or not RESERVED_PORTS.exists():
+        return
+    current = [part for part in RESERVED_PORTS.read_text().strip().split(",") if part]
+    wanted = [f"{low}-{high}" if high > low else str(low) for low, high in profile.port_ranges()]
+    missing = [part for part in wanted if part not in current]
+    if missing:
+        try:
+            RESERVED_PORTS.write_text(",".join([*current, *missing]))
+        except OSError as error:  # e.g. a container without write access to /proc/sys
+            print(f"could not reserve the stack's ports: {error}", file=sys.stderr)
 
 
 class StackError(RuntimeError):
@@ -563,6 +595,7 @@ class Stack:
         self._signal(name, signal.SIGKILL, 10)
 
     def up(self) -> None:
+        reserve_ports(self.profile)
         self._start_postgres()
         self._start_s3()
         self._start_temporal()
