@@ -14,13 +14,13 @@ answered one reaped on a background thread, and the child encodes the document o
 those bytes; nothing is decoded and re-encoded). A child still parses exactly one document and exits,
 so no document sees another tenant's memory or limits.
 
-Measured phases (`python -m bench --only parser`, 40 CUAD contracts, per document, 2 cores with other
-work running): moving the PDF in and the result out and waiting for a child cost ~2 ms; the child's
-own parse runs ~20 % slower than the same parse in a long-lived process (a fresh process faults in its
-heap and cold caches: ~1,100 minor page faults per document), which is the rest of the gap to
-in-process parsing. Before: the spare was started and the finished child joined on the calling thread
-(~7 ms each), one spare served a concurrency of 2, and each child forked from a 164 MB forkserver that
-had loaded an ONNX layout model (78 MB now).
+Measured phases (`python -m bench --only parser`, 40 CUAD contracts, per document; BENCHMARKS.md):
+moving the PDF in and the result out and waiting for a child cost ~1.5 ms; the child's own parse took
+~38 ms against ~24 ms for parse_pdf in a long-lived loop (a fresh process faults its heap in and starts
+with cold caches), which is the rest of the gap to in-process parsing. Before (throwaway timing
+scripts, same machine, not in the repo): the spare was started and the finished child joined on the
+calling thread (~7 ms each), one spare served a concurrency of 2, and each child forked from a 164 MB
+forkserver that had loaded an ONNX layout model (78 MB now).
 """
 
 from __future__ import annotations
@@ -271,10 +271,7 @@ def parse_isolated_payload(
         if answered:
             _spares.reap_later(child, ours)
         else:  # timed out or died: it must be gone before the caller hears why
-            if child.is_alive():
-                child.kill()
-            child.join()
-            ours.close()
+            _reap(child, ours)
     kind = outcome[0]
     if kind == "ok":
         return ParsedPayload(payload, outcome[1], outcome[2], outcome[3])
