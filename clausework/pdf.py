@@ -8,6 +8,7 @@ product: change it and stored offsets of old extractions no longer line up.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -64,11 +65,13 @@ def find_tessdata() -> str | None:
     return str(found[-1]) if found else None
 
 
+@functools.cache
 def load_pymupdf() -> ModuleType:
     """PyMuPDF, imported on first use (only the parser process should pay for it), with the global options
     this module's coordinates depend on set explicitly: pymupdf4llm sets them at its import, and every
     stored bounding box so far was computed with them (PyMuPDF's ascender/descender corrections of character
-    boxes off), so they hold whether or not that package is installed."""
+    boxes off), so they hold whether or not that package is installed. Once per process: nothing in it
+    changes them afterwards (pymupdf4llm, which would, is kept out above)."""
     import pymupdf
 
     pymupdf.TOOLS.unset_quad_corrections(True)
