@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 UPLOADS_PREFIX = "uploads/"
 SWEEP_BATCH = 500
 
-SWEPT = Counter("clausework_janitor_deleted", "Leftover objects the janitor deleted, by kind.", ["kind"])
+SWEPT = Counter(
+    "clausework_janitor_deleted",
+    "Leftovers the janitor deleted, by kind: objects (uploads, multipart, ended) and purge_notes rows.",
+    ["kind"],
+)
 
 
 class Janitor:
@@ -80,8 +84,10 @@ class Janitor:
                 SWEEP_BATCH,
             )
             # Notes of purged PDFs outlive any upload that could have raced the purge (ExtractionStore._insert).
-            notes = await connection.execute(
-                "DELETE FROM purged_documents WHERE purge_time < now() - $1::interval", self._upload_grace
+            notes: int = await connection.fetchval(
+                "WITH forgotten AS (DELETE FROM purged_documents WHERE purge_time < now() - $1::interval"
+                " RETURNING 1) SELECT count(*) FROM forgotten",
+                self._upload_grace,
             )
         for row in ended:
             await self._extractions.discard_objects(str(row["id"]))
@@ -90,12 +96,7 @@ class Janitor:
                 await connection.execute(
                     "UPDATE extractions SET swept_time = now() WHERE id = ANY($1::uuid[])", [r["id"] for r in ended]
                 )
-        counts = {
-            "uploads": len(uploads),
-            "multipart": aborted,
-            "ended": len(ended),
-            "purge_notes": int(notes.split()[-1]),
-        }
+        counts = {"uploads": len(uploads), "multipart": aborted, "ended": len(ended), "purge_notes": notes}
         for kind, count in counts.items():
             SWEPT.labels(kind).inc(count)
         if uploads or aborted:
