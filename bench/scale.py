@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from bench.common import Section, contracts, unique
 from bench.pipeline import through_stack
-from bench.stackutil import cpu_seconds, postgres_cpu
-from deploy.local.stack import SERVICES, Stack
+from bench.stackutil import cpu_seconds, pids, postgres_cpu
+from deploy.local.stack import Stack
 
 COMMAND = "python -m bench --only scale"
 # Above the test replicas' offsets (10-30), so a bench run never collides with them.
@@ -29,17 +29,8 @@ class Run:
     cpu_seconds: dict[str, float]  # per process, over the run
 
 
-def _pids(stack: Stack) -> dict[str, int]:
-    found = {}
-    for name in (*SERVICES, *EXTRAS, "temporal", "s3"):
-        path = stack.pids / f"{name}.pid"
-        if path.exists():
-            found[name] = int(path.read_text().strip())
-    return found
-
-
 async def _measure(stack: Stack, documents: list[bytes]) -> Run:
-    processes = _pids(stack)
+    processes = pids(stack, EXTRAS)
     before = {name: cpu_seconds(pid) for name, pid in processes.items()} | {"postgres": postgres_cpu(stack)}
     seconds, succeeded = await through_stack(stack.gateway_address, documents)
     after = {name: cpu_seconds(pid) for name, pid in processes.items()} | {"postgres": postgres_cpu(stack)}

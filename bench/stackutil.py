@@ -29,10 +29,10 @@ def fresh_up(stack: Stack) -> None:
     stack.up()
 
 
-def pids(stack: Stack) -> dict[str, int]:
-    """Our processes and the infrastructure's, from .run/bench/pids."""
+def pids(stack: Stack, extra: Iterable[str] = ()) -> dict[str, int]:
+    """Our processes and the infrastructure's (and `extra` replicas, if running), from the stack's pids."""
     found = {}
-    for name in (*SERVICES, "temporal", "s3"):
+    for name in (*SERVICES, *extra, "temporal", "s3"):
         path = stack.pids / f"{name}.pid"
         if path.exists():
             found[name] = int(path.read_text().strip())
