@@ -194,14 +194,24 @@ def reserve_ports(profile: Profile) -> None:
     """
     if os.geteuid() != 0 or not RESERVED_PORTS.exists():
         return
-    current = [part for part in RESERVED_PORTS.read_text().strip().split(",") if part]
-    wanted = [f"{low}-{high}" if high > low else str(low) for low, high in profile.port_ranges()]
-    missing = [part for part in wanted if part not in current]
+    current = RESERVED_PORTS.read_text().strip()
+    held = reserved_ports(current)
+    missing = [(low, high) for low, high in profile.port_ranges() if not set(range(low, high + 1)) <= held]
     if missing:
+        wanted = [f"{low}-{high}" if high > low else str(low) for low, high in missing]
         try:
-            RESERVED_PORTS.write_text(",".join([*current, *missing]))
+            RESERVED_PORTS.write_text(",".join(filter(None, [current, *wanted])))
         except OSError as error:  # e.g. a container without write access to /proc/sys
             print(f"could not reserve the stack's ports: {error}", file=sys.stderr)
+
+
+def reserved_ports(text: str) -> set[int]:
+    """The ports of ip_local_reserved_ports' text: comma-separated ports and `low-high` ranges."""
+    ports: set[int] = set()
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        ports |= set(range(int(low), int(high or low) + 1))
+    return ports
 
 
 class StackError(RuntimeError):

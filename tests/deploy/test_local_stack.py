@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from bench.scale import EXTRA_OFFSET
-from deploy.local.stack import METRICS_OFFSET, PROFILES, RESERVED_PORTS, SERVICES, TEMPORAL_METRICS_OFFSET, Profile
+from deploy.local.stack import (
+    METRICS_OFFSET,
+    PROFILES,
+    RESERVED_PORTS,
+    SERVICES,
+    TEMPORAL_METRICS_OFFSET,
+    Profile,
+    reserved_ports,
+)
 
 # Replica offsets the tests and benches start extra processes at (tests/integration, bench/scale.py).
 REPLICA_OFFSETS = (10, 11, 15, 20, 25, EXTRA_OFFSET)
@@ -33,19 +41,15 @@ def test_every_listening_port_is_in_the_profiles_ranges(name: str) -> None:
     assert listened(profile) <= covered(profile.port_ranges())
 
 
-def reserved() -> set[int]:
-    ports: set[int] = set()
-    for part in RESERVED_PORTS.read_text().strip().split(","):
-        if part:
-            low, _, high = part.partition("-")
-            ports |= set(range(int(low), int(high or low) + 1))
-    return ports
-
-
 @pytest.mark.skipif(os.geteuid() != 0 or not Path(RESERVED_PORTS).exists(), reason="only root may reserve ports")
 def test_up_reserves_the_profiles_ports(stack: object) -> None:
     """The test stack is up (the fixture), so its ports are reserved."""
     ephemeral_low, ephemeral_high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     profile = next(p for p in PROFILES.values() if p.name == os.environ.get("CLAUSEWORK_TEST_PROFILE", "test"))
     in_range = {port for port in listened(profile) if ephemeral_low <= port <= ephemeral_high}
-    assert in_range and in_range <= reserved()
+    assert in_range and in_range <= reserved_ports(RESERVED_PORTS.read_text())
+
+
+def test_reserved_ports_reads_the_kernels_format() -> None:
+    assert reserved_ports("") == set()
+    assert reserved_ports("8080,51051-51053") == {8080, 51051, 51052, 51053}
