@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clausework.chunking import PassageSelector
-from clausework.llm.extractor import OpenAIExtractor, PlannedRequest, Strategy
+from clausework.llm.extractor import OpenAIExtractor, PlannedRequest
 from clausework.llm.grounding import Grounder
+from clausework.llm.planner import QuoteStrategy
 from services.llm.settings import LlmSettings
 from training.data import DEFAULT_CUAD
 
@@ -63,7 +64,7 @@ class StrategyCost:
 def cost(
     extractor: OpenAIExtractor,
     text: str,
-    strategy: Strategy,
+    strategy: QuoteStrategy,
     count: TokenCounter,
     plan: Sequence[PlannedRequest] | None = None,
 ) -> StrategyCost:
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extractor = OpenAIExtractor(
         base_url="http://127.0.0.1:9/v1", api_key="", model="plan-only", chunk_chars=args.chunk_chars, top_k=args.top_k
     )
-    strategies: tuple[Strategy, ...] = ("chunks", "retrieval", "auto")
+    strategies: tuple[QuoteStrategy, ...] = ("chunks", "retrieval", "auto")
     print(f"tokens: {'llama-server ' + args.tokenize_url if args.tokenize_url else 'estimated at 4 chars/token'}")
     print(f"retrieval selector: {args.selector}" + (f", min presence {args.min_presence}" if args.min_presence else ""))
     print("prompt tokens of first attempts (requests); recall: labelled clauses sent to a request for their category")

@@ -1,15 +1,21 @@
-"""Quality and tokens of the OpenAI-compatible backend on CUAD contracts, beside the embedded model.
+"""Quality, tokens and wall time of the OpenAI-compatible backend on CUAD contracts, beside the embedded model.
 
-    python -m scripts.eval_llm [--n 4] [--runs chunks,retrieval:embedded,retrieval:keyword]
+    python -m scripts.eval_llm [--folds 0,1 --per-fold 10] [--runs verify,oracle,chunks,retrieval]
     python -m scripts.eval_llm --base-url http://HOST/v1 --model M [...]
 
-Runs `OpenAIExtractor` (the llm service's OpenAI path, in-process) against any OpenAI-compatible
-server on the N shortest CUAD contracts of at least --min-chars characters, once per run (a strategy,
-and for retrieval/auto the passage selector), and scores each run with ../shared/eval/score_cuad.py on
-exactly those contracts. The embedded selector of a contract is its cross-validation fold's model
-(`training.heldout`), which never saw it; the embedded model's own row is those fold models'
-extractions, so nothing is scored on contracts a model was trained on. Prints one table (markdown)
-and writes out/eval-llm/.
+Contracts: from each listed cross-validation fold, the --per-fold shortest of at least --min-chars
+characters. Every contract is handled by its fold's embedded model (`training.heldout`), which never
+saw it: its own extractions (the `embedded` row), the candidates that `verify` shows the LLM, and
+retrieval's passage selector. Runs (`OpenAIExtractor`, the llm service's code path, in-process):
+- `verify`: the LLM judges the embedded candidates. Its fusion calibrator is fitted, for the
+  contracts of each fold, on the verify runs of the other folds only (`training.fusion.cross_fit`);
+  the same verdicts are also decoded without extension and with the identity calibrator;
+- `oracle`: verify whose "LLM" answers from the gold labels, through the same HTTP client, reply
+  parser and fusion (an httpx mock transport stands in for the server): the ceiling of the design,
+  not a result;
+- `chunks` (the whole contract in chunks) and `retrieval` (passages chosen by the embedded model).
+Each is scored with ../shared/eval/score_cuad.py on exactly those contracts. Prints one markdown
+table and writes out/eval-llm/ (`--write-fusion PATH`: the calibrator fitted on all verify runs).
 """
 
 from __future__ import annotations
@@ -18,113 +24,273 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import httpx2
+
 from bench.llama import LlamaServer, cached_paths, missing
-from clausework.llm.extractor import OpenAIExtractor, Strategy
+from clausework.clauses import ClauseSpan
+from clausework.llm import verify
+from clausework.llm.extractor import OpenAIExtractor, OpenAIResult, Strategy
+from clausework.llm.fusion import Fusion
 from clausework.llm.prompts import load_categories
 from clausework.model.embedded import EmbeddedSelector
 from services.llm.settings import LlmSettings
 from training.crossval import prediction_line, run_scorer
-from training.data import DEFAULT_CUAD, DEFAULT_SCORER, Contract, load_corpus
+from training.data import DEFAULT_CUAD, DEFAULT_SCORER, Contract, load_corpus, words
+from training.fusion import Judged, cross_fit, fit_on
 from training.heldout import FoldModels
 
 ROOT = Path(__file__).resolve().parent.parent
+# A shown unit is judged part of a gold clause when this share of its words are in the clause.
+ORACLE_CONTAINMENT = 0.8
 
 
 def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
 
 
-def row(name: str, scores: dict[str, Any], extra: str) -> str:
-    detection, spans = scores["detection"], scores["spans"]
-    return (
-        f"| {name} | {detection['f1']:.3f} | {spans['precision']:.3f} | {spans['recall']:.3f} | {spans['f1']:.3f}"
-        f" | {spans['aupr']:.3f} | {extra} |"
-    )
+@dataclass
+class Usage:
+    prompt: int = 0
+    completion: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    dropped: int = 0
+
+    def add(self, result: OpenAIResult, seconds: float) -> None:
+        self.prompt += result.prompt_tokens
+        self.completion += result.completion_tokens
+        self.requests += result.requests
+        self.seconds += seconds
+        self.dropped += result.dropped_quotes
 
 
-def baseline(args: argparse.Namespace, folds: FoldModels) -> tuple[list[Contract], list[str]]:
-    """The N shortest contracts, their labels, and the embedded model's row (each contract extracted by
-    its fold's model, as in cross-validation)."""
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    long_enough = [c for c in load_corpus(DEFAULT_CUAD) if len(c.text) >= args.min_chars]
-    contracts = sorted(long_enough, key=lambda c: len(c.text))[: args.n]
-    ids = {c.id for c in contracts}
-    records = [json.loads(line) for line in (DEFAULT_CUAD / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
-    write_jsonl(out / "labels.jsonl", [r for r in records if r["id"] in ids])
-    print(f"{len(contracts)} contracts, {sum(len(c.text) for c in contracts)} characters in all", file=sys.stderr)
+@dataclass
+class Table:
+    contracts: list[Contract]
+    out: Path
+    lines: list[str] = field(default_factory=list)
 
-    lines = ["| predictions | detection F1 | span P | span R | span F1 | AUPR | prompt / completion tokens |"]
-    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-    embedded = [prediction_line(c.id, c.text, folds.model_for(c.id).extract(c.text)) for c in contracts]
-    write_jsonl(out / "embedded.jsonl", embedded)
-    lines.append(
-        row("embedded (fold model)", run_scorer(DEFAULT_SCORER, out / "labels.jsonl", out / "embedded.jsonl"), "none")
-    )
-    return contracts, lines
+    def __post_init__(self) -> None:
+        self.lines = [
+            "| run | detection F1 | span P | span R | span F1 | AUPR | prompt / completion tokens per contract"
+            " | requests | wall s per contract |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
 
-
-async def run(args: argparse.Namespace, folds: FoldModels, contracts: list[Contract], lines: list[str]) -> None:
-    out: Path = args.out
-    labels = out / "labels.jsonl"
-    for run_name in args.runs.split(","):
-        strategy, _, selector = run_name.partition(":")
-        extractor = OpenAIExtractor(
-            base_url=args.base_url,
-            api_key=os.environ.get("OPENAI_API_KEY", ""),
-            model=args.model,
-            timeout_seconds=args.timeout,
-            max_concurrency=args.concurrency,
-            strategy=cast(Strategy, strategy),
-            max_output_tokens=args.max_output_tokens,
-            categories=load_categories(),
+    def score(self, name: str, slug: str, spans: dict[str, list[ClauseSpan]], usage: Usage | None = None) -> None:
+        path = self.out / f"{slug}.jsonl"
+        write_jsonl(path, [prediction_line(c.id, c.text, spans[c.id]) for c in self.contracts])
+        scores = run_scorer(DEFAULT_SCORER, self.out / "labels.jsonl", path)
+        detection, s = scores["detection"], scores["spans"]
+        n = len(self.contracts)
+        cost = (
+            f"{usage.prompt // n:,} / {usage.completion // n:,} | {usage.requests / n:.1f} | {usage.seconds / n:.1f}"
+            if usage
+            else "0 | 0 | -"
         )
-        predictions, prompt_tokens, completion_tokens, dropped = [], 0, 0, 0
-        started = time.monotonic()
+        self.lines.append(
+            f"| {name} | {detection['f1']:.3f} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f}"
+            f" | {s['aupr']:.3f} | {cost} |"
+        )
+        print(self.lines[-1], file=sys.stderr, flush=True)
+
+
+def choose(args: argparse.Namespace, folds: FoldModels) -> list[Contract]:
+    wanted = [int(f) for f in args.folds.split(",")]
+    corpus = [c for c in load_corpus(DEFAULT_CUAD) if len(c.text) >= args.min_chars]
+    contracts: list[Contract] = []
+    for fold in wanted:
+        contracts.extend(
+            sorted((c for c in corpus if folds.fold_of(c.id) == fold), key=lambda c: len(c.text))[: args.per_fold]
+        )
+    return contracts
+
+
+class Oracle:
+    """An OpenAI-compatible server in-process that answers verify prompts from the gold labels.
+
+    It knows which contract a prompt is from by the units it shows (the texts are distinct).
+    """
+
+    def __init__(self, contracts: list[Contract]) -> None:
+        self.contracts = contracts
+        self.flat = {c.id: " ".join(c.text.split()) for c in contracts}  # as the prompt shows units
+
+    def transport(self) -> httpx2.MockTransport:
+        return httpx2.MockTransport(self.handle)
+
+    def handle(self, request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        prompt = str(body["messages"][-1]["content"])
+        found = re.findall(r"^\[U(\d+)\] (?:\(section: [^)]*\) )?(.*)$", prompt, re.MULTILINE)
+        shown = {number: words(text) for number, text in found}
+        contract = max(
+            self.contracts, key=lambda c: sum(t.removesuffix(" ...") in c.text.replace("\xa0", " ") for _, t in found)
+        )
+        schema = body["response_format"]["json_schema"]["schema"]["properties"]
+        reply: dict[str, dict[str, object]] = {}
+        for name, entry in schema.items():
+            gold = contract.gold_words.get(name, [])
+
+            def inside(unit: set[str], gold: list[set[str]] = gold) -> bool:
+                return bool(unit) and any(len(unit & g) >= ORACLE_CONTAINMENT * len(unit) for g in gold)
+
+            keys = [k for k, v in entry["properties"].items() if v == {"type": "boolean"}]
+            answer: dict[str, object] = {k: inside(shown.get(k[1:], set())) for k in keys}
+            proposed = {k[1:] for k in keys}
+            answer[verify.MORE] = [int(i) for i, u in shown.items() if i not in proposed and inside(u)][
+                : verify.MAX_MORE
+            ]
+            if verify.ANSWER in entry["properties"]:
+                answer[verify.ANSWER] = ""
+            reply[name] = answer
+        completion = {
+            "id": "oracle",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "oracle",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(reply)}}
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+        return httpx2.Response(200, json=completion)
+
+
+def by_fold(folds: FoldModels, contracts: list[Contract]) -> dict[int, list[Contract]]:
+    out: dict[int, list[Contract]] = {}
+    for contract in contracts:
+        out.setdefault(folds.fold_of(contract.id), []).append(contract)
+    return out
+
+
+def extractor_for(args: argparse.Namespace, strategy: str, **options: Any) -> OpenAIExtractor:
+    options.setdefault("max_output_tokens", args.max_output_tokens)
+    return OpenAIExtractor(
+        base_url=args.base_url,
+        api_key=os.environ.get("OPENAI_API_KEY", ""),
+        model=args.model,
+        timeout_seconds=args.timeout,
+        max_concurrency=args.concurrency,
+        strategy=cast(Strategy, strategy),
+        categories=load_categories(),
+        **options,
+    )
+
+
+async def verify_run(
+    args: argparse.Namespace, folds: FoldModels, table: Table, name: str, oracle: Oracle | None
+) -> list[Judged]:
+    """The folds' contracts concurrently (one extractor per fold model), each fold's one after another."""
+    judged: list[Judged] = []
+    usage = Usage()
+
+    async def one_fold(fold: int, contracts: list[Contract]) -> None:
+        options: dict[str, Any] = {
+            "verifier": folds.model(fold),
+            "fusion": Fusion.identity(),  # the verdicts are fused afterwards, cross-fitted
+            "max_output_tokens": args.verify_max_output_tokens,
+        }
+        if oracle is not None:
+            options["http_client"] = httpx2.AsyncClient(transport=oracle.transport())
+        extractor = extractor_for(args, "verify", **options)
         try:
             for contract in contracts:
-                if selector == "embedded":
-                    extractor.planner.selector = EmbeddedSelector(folds.model_for(contract.id), args.min_presence)
-                elif selector not in ("", "keyword"):
-                    raise SystemExit(f"unknown selector {selector!r} in {run_name!r}")
+                started = time.monotonic()
                 result = await extractor.extract(contract.text)
-                clauses = [
-                    {
-                        "category": s.category,
-                        "text": contract.text[s.char_start : s.char_end],
-                        "confidence": s.confidence,
-                    }
-                    for s in result.spans
-                ]
-                predictions.append({"id": contract.id, "clauses": clauses})
-                prompt_tokens += result.prompt_tokens
-                completion_tokens += result.completion_tokens
-                dropped += result.dropped_quotes
+                usage.add(result, time.monotonic() - started)
+                assert result.trace is not None
+                plan, verdicts = result.trace
+                judged.append(Judged(contract, fold, plan, verdicts))
+                print(
+                    f"{name} {contract.id}: {len(verdicts)} categories judged, {result.prompt_tokens} prompt tokens,"
+                    f" {result.completion_tokens} completion, {result.failed_requests} failed,"
+                    f" {time.monotonic() - started:.0f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            await extractor.aclose()
+
+    await asyncio.gather(*(one_fold(f, cs) for f, cs in by_fold(folds, table.contracts).items()))
+    categories = load_categories()
+    fitted = cross_fit(judged, lambda f: f"{name} runs of folds other than {f}")
+    variants = {
+        f"`{name}` (fusion fitted on the other fold)": ("", fitted, True),
+        f"`{name}`, no extension": ("-no-extension", fitted, False),
+        f"`{name}`, identity fusion (verdicts only add and extend)": ("-identity", None, True),
+    }
+    by_id = {j.contract.id: j for j in judged}
+    for label, (suffix, fusions, extend) in variants.items():
+        spans = {
+            c.id: verify.decide(
+                folds.model_for(c.id),
+                by_id[c.id].plan,
+                by_id[c.id].verdicts,
+                fusions[by_id[c.id].fold] if fusions else Fusion.identity(),
+                extend=extend,
+                categories=categories,
+            )
+            for c in table.contracts
+        }
+        table.score(f"{args.model if oracle is None else 'oracle judge'} {label}", f"{name}{suffix}", spans, usage)
+    for fold, fusion in fitted.items():
+        print(f"{name} fusion for fold {fold}: {[round(w, 3) for w in fusion.weights]}", file=sys.stderr)
+    return judged
+
+
+async def quote_run(args: argparse.Namespace, folds: FoldModels, table: Table, run_name: str) -> None:
+    strategy, _, selector = run_name.partition(":")
+    if selector not in ("", "embedded", "keyword"):
+        raise SystemExit(f"unknown selector {selector!r} in {run_name!r}")
+    spans: dict[str, list[ClauseSpan]] = {}
+    usage = Usage()
+
+    async def one_fold(fold: int, contracts: list[Contract]) -> None:
+        extractor = extractor_for(args, strategy)
+        if selector != "keyword":
+            extractor.planner.selector = EmbeddedSelector(folds.model(fold), args.min_presence)
+        try:
+            for contract in contracts:
+                started = time.monotonic()
+                result = await extractor.extract(contract.text)
+                usage.add(result, time.monotonic() - started)
+                spans[contract.id] = result.spans
                 print(
                     f"{run_name} {contract.id}: {len(result.spans)} spans, {result.prompt_tokens} prompt tokens,"
                     f" {result.dropped_quotes} quotes dropped, {time.monotonic() - started:.0f}s",
                     file=sys.stderr,
+                    flush=True,
                 )
         finally:
             await extractor.aclose()
-        path = out / f"openai-{run_name.replace(':', '-')}.jsonl"
-        write_jsonl(path, predictions)
-        tokens = f"{prompt_tokens // len(contracts):,} / {completion_tokens // len(contracts):,} per contract"
-        lines.append(
-            row(
-                f"{args.model} `{run_name}` ({dropped} quotes dropped)",
-                run_scorer(DEFAULT_SCORER, labels, path),
-                tokens,
-            )
-        )
-    table = "\n".join(lines)
-    await asyncio.to_thread((out / "table.md").write_text, table + "\n", encoding="utf-8")
-    print(table)
+
+    await asyncio.gather(*(one_fold(f, cs) for f, cs in by_fold(folds, table.contracts).items()))
+    label = f"{args.model} `{run_name}` ({usage.dropped} quotes dropped)"
+    table.score(label, f"openai-{run_name.replace(':', '-')}", spans, usage)
+
+
+async def run(args: argparse.Namespace, folds: FoldModels, table: Table) -> None:
+    for run_name in args.runs.split(","):
+        if run_name in ("verify", "oracle"):
+            oracle = Oracle(table.contracts) if run_name == "oracle" else None
+            judged = await verify_run(args, folds, table, run_name, oracle)
+            if run_name == "verify" and args.write_fusion:
+                fusion = fit_on(judged, f"{args.model}, verify runs of {len(judged)} CUAD contracts (scripts.eval_llm)")
+                fusion.dump(args.write_fusion, contracts=[j.contract.id for j in judged])
+                print(f"wrote {args.write_fusion}", file=sys.stderr)
+        else:
+            await quote_run(args, folds, table, run_name)
+    text = "\n".join(table.lines) + "\n"
+    await asyncio.to_thread((table.out / "table.md").write_text, text, encoding="utf-8")
+    print(text)
 
 
 def main() -> None:
@@ -138,29 +304,42 @@ def main() -> None:
         help="without --base-url: start llama-server with these weights (scripts/setup_llm_server.sh --with-qwen)",
     )
     parser.add_argument("--model", default="", help="model name sent to the server (default: the local weights)")
-    parser.add_argument("--n", type=int, default=4)
-    parser.add_argument("--min-chars", type=int, default=10_000, help="skip the cover-page-only stubs")
+    parser.add_argument("--folds", default="0,1", help="cross-validation folds to take contracts from")
+    parser.add_argument("--per-fold", type=int, default=10)
+    parser.add_argument("--min-chars", type=int, default=12_000, help="skip the cover-page-only stubs")
     parser.add_argument(
         "--runs",
-        default="chunks,retrieval:embedded,retrieval:keyword",
-        help="comma-separated STRATEGY[:SELECTOR]; selector embedded (default in the service) or keyword",
+        default="verify,oracle,retrieval,chunks",
+        help="comma-separated: verify, oracle, or STRATEGY[:SELECTOR] (chunks, retrieval, auto; selector"
+        " embedded, the service's default, or keyword)",
     )
     parser.add_argument(
         "--min-presence",
         type=float,
         default=LlmSettings.model_fields["openai_min_presence"].default,
-        help="the embedded selector's presence floor (default: the llm service's)",
+        help="the embedded retrieval selector's presence floor (default: the llm service's)",
     )
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--max-output-tokens", type=int, default=1024)
+    parser.add_argument("--max-output-tokens", type=int, default=1024, help="per request of the quoting runs")
+    parser.add_argument(
+        "--verify-max-output-tokens", type=int, default=2048, help="per verify request (a boolean per candidate)"
+    )
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--write-fusion", type=Path, help="write the calibrator fitted on all verify runs here")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "eval-llm")
     args = parser.parse_args()
     folds = FoldModels()
-    contracts, lines = baseline(args, folds)
+    contracts = choose(args, folds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ids = {c.id for c in contracts}
+    records = [json.loads(line) for line in (DEFAULT_CUAD / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    write_jsonl(args.out / "labels.jsonl", [r for r in records if r["id"] in ids])
+    print(f"{len(contracts)} contracts, {sum(len(c.text) for c in contracts):,} characters in all", file=sys.stderr)
+    table = Table(contracts, args.out)
+    table.score("embedded (fold model)", "embedded", {c.id: folds.model_for(c.id).extract(c.text) for c in contracts})
     if args.base_url:
         args.model = args.model or "default"
-        asyncio.run(run(args, folds, contracts, lines))
+        asyncio.run(run(args, folds, table))
         return
     paths = cached_paths()
     weights = {"qwen": "QWEN_GGUF", "smollm2": "SMOLLM2_GGUF"}[args.local]
@@ -177,8 +356,10 @@ def main() -> None:
     )
     with server:
         args.base_url = server.base_url
-        asyncio.run(run(args, folds, contracts, lines))
+        asyncio.run(run(args, folds, table))
 
 
 if __name__ == "__main__":
     main()
+    sys.stdout.flush()
+    os._exit(0)  # temporalio-free, but the LLM client threads can hold the interpreter at exit

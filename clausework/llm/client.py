@@ -27,6 +27,8 @@ from clausework.llm import prompts
 
 log = logging.getLogger(__name__)
 
+# Alternatives per token asked for with log-probabilities (enough to see both "true" and "false").
+TOP_LOGPROBS = 5
 StructuredOutput = Literal["json_schema", "json_object", "none"]
 T = TypeVar("T")
 
@@ -163,11 +165,22 @@ class ChatClient:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def complete(self, messages: list[ChatCompletionMessageParam], names: list[str]) -> ChatCompletion:
-        """One chat completion; 429 waits out Retry-After (shared cooldown, bounded); other errors raise."""
+    async def complete(
+        self,
+        messages: list[ChatCompletionMessageParam],
+        names: list[str],
+        *,
+        schema_format: Mapping[str, Any] | None = None,
+        logprobs: bool = False,
+    ) -> ChatCompletion:
+        """One chat completion; 429 waits out Retry-After (shared cooldown, bounded); other errors raise.
+
+        `schema_format`: the json_schema response format to use instead of the clause list's;
+        `logprobs`: ask for the tokens' log-probabilities (and the top alternatives of each).
+        """
         response_format: ResponseFormat | openai.Omit = openai.omit
         if self.structured_output == "json_schema":
-            response_format = cast(ResponseFormat, prompts.response_format(names))
+            response_format = cast(ResponseFormat, dict(schema_format or prompts.response_format(names)))
         elif self.structured_output == "json_object":
             response_format = {"type": "json_object"}
         body: dict[str, Any] = {self._max_tokens_field: self._max_output_tokens, **self._extra_body}
@@ -180,6 +193,8 @@ class ChatClient:
                     messages=messages,
                     response_format=response_format,
                     temperature=self._temperature if self._temperature is not None else openai.omit,
+                    logprobs=True if logprobs else openai.omit,
+                    top_logprobs=TOP_LOGPROBS if logprobs else openai.omit,
                     extra_body=body,
                 )
             except openai.RateLimitError as error:

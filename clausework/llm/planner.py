@@ -24,7 +24,7 @@ from clausework.llm.prompts import Category
 FRONT_MATTER = frozenset({"Document Name", "Parties", "Agreement Date", "Effective Date"})
 FRONT_PASSAGES = 2
 
-Strategy = Literal["auto", "retrieval", "chunks"]
+QuoteStrategy = Literal["auto", "retrieval", "chunks"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Planner:
         *,
         chunk_chars: int = 6000,
         overlap_chars: int = 600,
-        strategy: Strategy = "auto",
+        strategy: QuoteStrategy = "auto",
         auto_max_ratio: float = 0.5,
         top_k: int = 4,
         max_categories_per_request: int = 41,
@@ -62,13 +62,13 @@ class Planner:
         self.selector = selector
         self.chunk_chars = chunk_chars
         self.overlap_chars = overlap_chars
-        self.strategy: Strategy = strategy
+        self.strategy: QuoteStrategy = strategy
         self.auto_max_ratio = auto_max_ratio
         self.top_k = top_k
         self.max_categories_per_request = max_categories_per_request
         self.schema_in_prompt = schema_in_prompt  # servers without structured output get the schema to read
 
-    def plan(self, text: str, strategy: Strategy | None = None) -> list[PlannedRequest]:
+    def plan(self, text: str, strategy: QuoteStrategy | None = None) -> list[PlannedRequest]:
         """The requests that extract() makes for `text` (also used to measure prompt sizes).
 
         `auto` plans both ways (milliseconds, no LLM call) and takes retrieval only when it cuts the

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-PROMPT_VERSION = "clauses-v1"
+PROMPT_VERSION = "clauses-v2"
 SCHEMA_NAME = "cuad_clauses"
 CATEGORIES_FILE = Path(__file__).resolve().parent / "categories.json"
 YES_NO = "Yes/No"
@@ -53,9 +53,11 @@ You are a meticulous contract analyst labelling clauses with the CUAD categories
 You receive category definitions and numbered passages from ONE contract.
 For every category that the passages contain, return one item per distinct clause:
 - "category": the exact category name from the list;
-- "quote": the shortest span that shows the clause, copied VERBATIM and CONTIGUOUSLY from one passage \
-(same words, same order; never paraphrase, summarise, translate or join text from different places; \
-no passage labels; at most about 60 words);
+- "quote": the WHOLE sentence or sentences that make up the clause, copied VERBATIM and CONTIGUOUSLY \
+from one passage (same words, same order; never paraphrase, summarise, translate or join text from \
+different places; no passage labels). For Parties, Document Name and the dates, quote just the name, \
+title or date, and give each party's name and each of its aliases ("Supplier", "the Company") as its \
+own item;
 - "answer": the value asked for by the category's answer format (e.g. a date as m/d/yyyy, the governing \
 law's state or country, party names, a term like "successive 1 year", a period like "90 days"); \
 write "Yes" for Yes/No categories;
@@ -181,34 +183,34 @@ def _salvage_truncated(candidate: str) -> Any:
     raise InvalidReply("reply is not JSON")
 
 
-def parse_reply(content: str, categories: Sequence[str]) -> tuple[ClauseReply, bool]:
-    """The validated reply and whether it needed repair (fences, trailing text, truncation).
+def load_json(content: str) -> tuple[Any, bool]:
+    """The JSON value of a reply and whether it needed repair (fences, trailing text, truncation).
 
     Raises InvalidReply with a message fit to be shown to the model.
     """
     if not content or not content.strip():
         raise InvalidReply("the reply was empty")
-    value: Any = None
-    repaired = False
     for index, candidate in enumerate(_json_candidates(content)):
         try:
-            value = json.loads(candidate)
-            repaired = index > 0
-            break
+            return json.loads(candidate), index > 0
         except json.JSONDecodeError:
             pass
         try:
-            value = _first_object(candidate)
-            repaired = True
-            break
+            return _first_object(candidate), True
         except json.JSONDecodeError:
             pass
-    if value is None:
-        brace = content.find("{")
-        if brace < 0:
-            raise InvalidReply("the reply contains no JSON object")
-        value = _salvage_truncated(content[brace:])
-        repaired = True
+    brace = content.find("{")
+    if brace < 0:
+        raise InvalidReply("the reply contains no JSON object")
+    return _salvage_truncated(content[brace:]), True
+
+
+def parse_reply(content: str, categories: Sequence[str]) -> tuple[ClauseReply, bool]:
+    """The validated reply and whether it needed repair (fences, trailing text, truncation).
+
+    Raises InvalidReply with a message fit to be shown to the model.
+    """
+    value, repaired = load_json(content)
     if isinstance(value, list):  # a bare list of clauses
         value, repaired = {"clauses": value}, True
     try:

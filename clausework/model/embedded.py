@@ -206,6 +206,17 @@ class EmbeddedExtractor:
 
     # -- decoding ------------------------------------------------------------------------------
 
+    def threshold(self, category: str) -> float:
+        """Calibrated probability a second (third...) span of a present category must reach."""
+        return self._thresholds[category]
+
+    def detect(self, category: str) -> float:
+        """Presence probability above which the category is reported at all."""
+        return self._detect[category]
+
+    def max_spans(self, category: str) -> int:
+        return self._max_spans[category]
+
     def calibrated(self, category: str, scored: list[Scored]) -> npt.NDArray[np.float64]:
         """Probability that each candidate (sorted best first) matches a CUAD label of `category`."""
         if not scored:
@@ -230,7 +241,10 @@ class EmbeddedExtractor:
 
     def extract(self, text: str) -> list[ClauseSpan]:
         """Clauses of the text, sorted by char_start; `text[char_start:char_end]` is each clause verbatim."""
-        decided = self.decide(self.score(text))
+        return self.finish(text, self.decide(self.score(text)))
+
+    def finish(self, text: str, decided: list[tuple[Scored, float]]) -> list[ClauseSpan]:
+        """Decided spans as clauses with normalised answers (also the LLM verify strategy's last step)."""
         start_date = ""
         for category in ("Agreement Date", "Effective Date"):  # the effective date wins when both exist
             dated = [(s, p) for s, p in decided if s.category == category]

@@ -72,12 +72,16 @@ class OpenAIBackend:
     def __init__(self, settings: LlmSettings) -> None:
         from clausework.chunking import PassageSelector
         from clausework.llm.extractor import OpenAIExtractor
+        from clausework.llm.fusion import Fusion
+        from clausework.model.embedded import EmbeddedExtractor, EmbeddedSelector
 
+        verify = settings.openai_strategy == "verify"
+        embedded = (
+            EmbeddedExtractor.load(settings.model_dir) if verify or settings.openai_selector == "embedded" else None
+        )
         selector: PassageSelector | None = None  # None: the extractor's keyword selector
-        if settings.openai_selector == "embedded":
-            from clausework.model.embedded import EmbeddedExtractor, EmbeddedSelector
-
-            selector = EmbeddedSelector(EmbeddedExtractor.load(settings.model_dir), settings.openai_min_presence)
+        if settings.openai_selector == "embedded" and embedded is not None:
+            selector = EmbeddedSelector(embedded, settings.openai_min_presence)
         self._extractor = OpenAIExtractor(
             base_url=settings.openai_base_url,
             api_key=settings.openai_api_key.get_secret_value() or "none",
@@ -87,6 +91,9 @@ class OpenAIBackend:
             chunk_chars=settings.openai_chunk_chars,
             strategy=settings.openai_strategy,
             selector=selector,
+            verifier=embedded if verify else None,
+            fusion=Fusion.load(settings.openai_fusion_file),
+            logprobs=settings.openai_logprobs,
             max_output_tokens=settings.openai_max_output_tokens,
         )
         self.model_name = self._extractor.model_name

@@ -30,7 +30,13 @@ class LlmSettings(StoreClientSettings, ServerSettings):
     # Requests in flight per replica, shared by all documents (with the 429 back-off).
     openai_max_concurrency: int = 4
     openai_chunk_chars: int = 6000
-    openai_strategy: Literal["auto", "retrieval", "chunks"] = "auto"
+    # `verify`: the embedded model proposes candidate units, the LLM judges them, a calibrator fuses the
+    # two (docs/llm-backends.md); `auto`, `retrieval`, `chunks`: the LLM quotes clauses itself.
+    openai_strategy: Literal["verify", "auto", "retrieval", "chunks"] = "verify"
+    # verify: ask for token log-probabilities (the calibrator's P(yes)); off for servers that refuse them.
+    openai_logprobs: bool = True
+    # verify: the calibrator's weights; empty means the shipped ones (fitted on Qwen2.5-Coder-0.5B).
+    openai_fusion_file: Path | None = None
     # Who picks the passages `retrieval` sends: the embedded model (the artefact at model_dir) or BM25.
     openai_selector: Literal["embedded", "keyword"] = "embedded"
     # With the embedded selector: skip categories the model gives less than this presence probability

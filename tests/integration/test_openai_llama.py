@@ -24,7 +24,10 @@ import pytest
 
 from bench.llama import ROOT, SETUP, LlamaServer, cached_paths, missing
 from clausework.llm.extractor import OpenAIExtractor, OpenAIResult
+from clausework.llm.fusion import FEATURES, Evidence, Fusion
 from clausework.llm.prompts import PROMPT_VERSION, json_schema, load_categories
+from clausework.llm.verify import VERIFY_VERSION
+from clausework.model.embedded import EmbeddedExtractor
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +216,69 @@ async def test_extract_long_contract_by_retrieval(
         await extractor.aclose()
     assert result.requests >= len(plan)
     check_result(text, result, recorder, set(names))
+
+
+async def test_verify_judges_whole_units_and_fuses(
+    llama: LlamaServer, recorded: tuple[Recorder, httpx2.AsyncClient]
+) -> None:
+    """The verify strategy against the real server: the schema built for the request is honoured (a
+    boolean per proposed unit), log-probabilities come back and become P(yes), every span is a run of
+    whole segmentation units, each judged span's confidence is the calibrator's, usage adds up."""
+    recorder, http_client = recorded
+    model = EmbeddedExtractor.load()
+    categories = [c for c in load_categories() if c.name in CATEGORIES]
+    fusion = Fusion(
+        tuple({"embedded_logit": 1.0, "yes": 1.0, "p_yes": 2.0, "judged": -0.5}.get(f, 0.0) for f in FEATURES)
+    )
+    extractor = OpenAIExtractor(
+        base_url=llama.base_url,
+        api_key="",
+        model="local-gguf",
+        timeout_seconds=300,
+        max_output_tokens=512,
+        categories=categories,
+        strategy="verify",
+        verifier=model,
+        fusion=fusion,
+        http_client=http_client,
+    )
+    try:
+        result = await extractor.extract(CONTRACT)
+    finally:
+        await extractor.aclose()
+    assert extractor.model_name == f"openai/local-gguf@{VERIFY_VERSION}+{model.model_name}"
+    assert result.trace is not None
+    plan, verdicts = result.trace
+    assert result.requests == len(recorder.replies) >= len(plan.requests) == 1
+    assert result.prompt_tokens == sum(r["usage"]["prompt_tokens"] for r in recorder.replies) > 0
+    assert result.completion_tokens == sum(r["usage"]["completion_tokens"] for r in recorder.replies) > 0
+    request = plan.requests[0]
+    asked = {c.name for c in request.categories}
+    assert asked and asked <= set(CATEGORIES) - {"Parties", "Agreement Date"}
+    whole = [r for r in recorder.replies if r["choices"][0]["finish_reason"] == "stop"]
+    if not whole:
+        pytest.skip(f"{Path(llama.model).name} never finished a reply within 512 tokens")
+    reply = json.loads(whole[-1]["choices"][0]["message"]["content"])
+    for name in asked:
+        keys = {p.key for p in request.proposals[name]}
+        assert keys <= set(reply[name]) and all(isinstance(reply[name][k], bool) for k in keys)
+    assert verdicts and any(v.p_yes for v in verdicts.values()), "P(yes) from the boolean tokens' logprobs"
+
+    starts, ends = {u.start for u in plan.units}, {u.end for u in plan.units}
+    judged = {
+        (name, p.scored.start): (p, v)
+        for name, v in verdicts.items()
+        for p in request.proposals[name]
+        if p.key in v.yes
+    }
+    fused = 0
+    for span in result.spans:
+        if span.category not in asked:
+            continue
+        assert span.char_start in starts and span.char_end in ends, span
+        if (span.category, span.char_start) in judged:
+            p, v = judged[(span.category, span.char_start)]
+            evidence = Evidence(p.probability, plan.presence[span.category], True, v.yes[p.key], v.p_yes.get(p.key))
+            assert span.confidence == round(fusion.probability(evidence), 4)
+            fused += 1
+    assert fused, "at least one returned span was judged and fused"

@@ -18,6 +18,8 @@ from aiohttp import web
 from clausework.llm.client import OpenAIBackendError, parse_retry_after
 from clausework.llm.extractor import OpenAIExtractor
 from clausework.llm.prompts import PROMPT_VERSION
+from clausework.llm.verify import VERIFY_VERSION
+from clausework.model.embedded import EmbeddedExtractor
 
 NBSP = "\xa0"
 GOVERNING = "This Agreement shall be governed by the laws of the State of New York."
@@ -156,7 +158,8 @@ async def test_extracts_grounded_spans_with_usage_and_versioned_model(server: Fa
     assert TEXT[law.char_start : law.char_end] == GOVERNING.replace(" ", NBSP)
     assert (law.answer, law.confidence) == ("New York", 0.9)
     audit = by_category["Audit Rights"]
-    assert TEXT[audit.char_start : audit.char_end].replace(NBSP, " ") == "Licensor may audit them once per year"
+    # a clause's quote is snapped to the whole sentence it is part of (a date's is not)
+    assert TEXT[audit.char_start : audit.char_end].replace(NBSP, " ") == AUDIT
     assert audit.answer == "Yes"  # Yes/No categories answer "Yes" whatever the model wrote
     assert by_category["Agreement Date"].answer == "3/3/2021"
 
@@ -436,3 +439,103 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after({}) is None
     http_date = parse_retry_after({"retry-after": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())})
     assert http_date is not None and http_date < 2
+
+
+# -- verify: the same HTTP side, the verdict schema ------------------------------------------------------
+
+
+def verdicts_accepting_all(body: dict[str, Any]) -> str:
+    """A reply to a verify request: true for every proposed unit, read off the schema it was sent."""
+    schema = body["response_format"]["json_schema"]["schema"]
+    out: dict[str, dict[str, object]] = {}
+    for name, entry in schema["properties"].items():
+        out[name] = {
+            k: True if v == {"type": "boolean"} else [] if k == "more" else "" for k, v in entry["properties"].items()
+        }
+    return json.dumps(out)
+
+
+def answer_verdicts(**usage: Any) -> Handler:
+    async def handler(body: dict[str, Any], fake: FakeServer) -> web.StreamResponse:
+        return completion(verdicts_accepting_all(body), **usage)
+
+    return handler
+
+
+def verifier(server: FakeServer, **overrides: Any) -> OpenAIExtractor:
+    return extractor(server, strategy="verify", verifier=EmbeddedExtractor.load(), **overrides)
+
+
+async def test_verify_sends_the_verdict_schema_and_returns_whole_units(server: FakeServer) -> None:
+    server.default = answer_verdicts(prompt_tokens=900, completion_tokens=70)
+    llm = verifier(server)
+    try:
+        result = await llm.extract(TEXT)
+    finally:
+        await llm.aclose()
+    assert llm.model_name.startswith(f"openai/fake-model@{VERIFY_VERSION}+embedded/")
+    assert (result.prompt_tokens, result.completion_tokens, result.requests, result.failed_requests) == (900, 70, 1, 0)
+    body = server.bodies[0]
+    assert body["logprobs"] is True and body["top_logprobs"] >= 2
+    assert body["response_format"]["json_schema"]["name"] == "cuad_verdicts"
+    assert result.trace is not None
+    plan, verdicts = result.trace
+    assert verdicts and all(all(v.yes.values()) for v in verdicts.values())
+    starts, ends = {u.start for u in plan.units}, {u.end for u in plan.units}
+    assert {s.category for s in result.spans} >= {"Governing Law", "Audit Rights"}
+    for span in result.spans:
+        if span.category in verdicts:
+            assert span.char_start in starts and span.char_end in ends
+
+
+@pytest.mark.parametrize("status", [500, 400])
+async def test_verify_server_errors_raise_without_client_retries(server: FakeServer, status: int) -> None:
+    server.default = fail(status)
+    llm = verifier(server)
+    try:
+        with pytest.raises(OpenAIBackendError) as raised:
+            await llm.extract(TEXT)
+    finally:
+        await llm.aclose()
+    assert raised.value.retryable is (status == 500) and len(server.bodies) == 1
+
+
+async def test_verify_429_then_answers(server: FakeServer) -> None:
+    server.script = [fail(429, {"retry-after": "0.2"})]
+    server.default = answer_verdicts()
+    llm = verifier(server)
+    try:
+        result = await llm.extract(TEXT)
+    finally:
+        await llm.aclose()
+    assert len(server.bodies) == 2 and result.failed_requests == 0 and result.trace and result.trace[1]
+
+
+async def test_verify_timeout_is_retryable(server: FakeServer) -> None:
+    async def stall(body: dict[str, Any], fake: FakeServer) -> web.StreamResponse:
+        await asyncio.sleep(3)
+        return completion(verdicts_accepting_all(body))
+
+    server.default = stall
+    llm = verifier(server, timeout_seconds=0.5)
+    try:
+        with pytest.raises(OpenAIBackendError, match="timed out") as raised:
+            await llm.extract(TEXT)
+    finally:
+        await llm.aclose()
+    assert raised.value.retryable
+
+
+async def test_verify_malformed_reply_is_reasked_then_the_embedded_result_stands(server: FakeServer) -> None:
+    """Malformed JSON is re-asked with the verdict format's repair prompt; a reply that stays invalid
+    leaves the document to the embedded model (no failure, no invented verdicts)."""
+    server.default = reply("I think U3 is governing law.")
+    llm = verifier(server, max_repairs=1)
+    try:
+        result = await llm.extract(TEXT)
+    finally:
+        await llm.aclose()
+    assert result.requests == 2 and result.failed_requests == 1
+    assert "true or false for each proposed unit" in server.bodies[1]["messages"][-1]["content"]
+    assert result.trace is not None and result.trace[1] == {}
+    assert result.spans == EmbeddedExtractor.load().extract(TEXT)
