@@ -3,8 +3,8 @@
 The llm service is started as another replica with the OpenAI-compatible backend pointed at a real
 llama-server (SmolLM2-135M: fast, weak), and a worker is pointed at that replica. The small model's
 judgement is not asserted; the plumbing is: the extraction succeeds, the model and prompt version are
-recorded, token usage is stored and returned, and every clause is text the document contains at its
-offsets (grounding).
+recorded, token usage is stored and returned, every clause is text the document contains at its
+offsets, and (verify, the default strategy) every clause is a run of whole segmentation units.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import TypeAlias
 import pytest
 
 from bench.llama import LlamaServer, cached_paths
-from clausework.llm.prompts import PROMPT_VERSION
+from clausework.llm.verify import VERIFY_VERSION
+from clausework.model.embedded import POOLS, EmbeddedExtractor
+from clausework.model.segmentation import segment
 from clausework.pdf import parse_pdf
 from contracts.v1 import extraction_pb2 as pb
 from contracts.v1 import extraction_pb2_grpc
@@ -78,13 +80,19 @@ async def test_openai_backend_end_to_end(openai_pipeline: None, gateway: Gateway
     )
     extraction = await wait_terminal(gateway, created.id, timeout=600)
     assert extraction.state == pb.STATE_SUCCEEDED, extraction.error
-    assert extraction.model == f"openai/{MODEL}@{PROMPT_VERSION}"
+    # verify, the openai default: the proposer model's version is part of the name
+    assert extraction.model == f"openai/{MODEL}@{VERIFY_VERSION}+{EmbeddedExtractor.load().model_name}"
     assert extraction.usage.prompt_tokens > 0 and extraction.usage.completion_tokens > 0
     # The stored extraction returns the same usage (read back, not the in-flight value).
     again = await gateway.GetExtraction(pb.GetExtractionRequest(id=created.id), timeout=10)
     assert again.usage == extraction.usage and again.model == extraction.model
 
     text = parse_pdf(content).text
+    units = segment(text)
+    starts, ends = {u.start for u in units}, {u.end for u in units}
     for clause in extraction.clauses:
         assert text[clause.char_start : clause.char_end] == clause.text, clause
         assert 0.0 <= clause.confidence <= 1.0
+    clauses = [c for c in extraction.clauses if c.category not in POOLS]
+    assert clauses, "the contract's clauses come back"
+    assert all(c.char_start in starts and c.char_end in ends for c in clauses), "whole segmentation units"
