@@ -52,12 +52,14 @@ N ?= 20
 eval: up
 	$(PY) -m scripts.eval_cuad --n $(N)
 
-# The OpenAI-compatible backend with a local Qwen2.5-0.5B on the LLM_N shortest CUAD contracts: whole
-# contract (chunks) vs retrieval (embedded / keyword selector), tokens and scores (docs/llm-backends.md).
-LLM_N ?= 3
+# The OpenAI-compatible backend with a local Qwen2.5-0.5B on LLM_PER_FOLD contracts of each of folds
+# 0 and 1, each handled by the fold model that never saw it: embedded alone, verify (fusion cross-fitted
+# between the folds), the oracle judge, retrieval and chunks; scores, tokens, wall time (docs/llm-backends.md).
+LLM_PER_FOLD ?= 10
+LLM_RUNS ?= verify,oracle,retrieval,chunks
 eval-llm: setup $(VENV)/.train-installed
 	scripts/setup_llm_server.sh --with-qwen
-	$(PY) -m scripts.eval_llm --n $(LLM_N)
+	$(PY) -m scripts.eval_llm --per-fold $(LLM_PER_FOLD) --runs $(LLM_RUNS) --concurrency 3 --max-output-tokens 384
 
 demo: up
 	$(PY) -m clausework.cli --address 127.0.0.1:50051 extract $(SAMPLE)

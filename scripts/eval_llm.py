@@ -27,6 +27,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -185,14 +186,34 @@ def extractor_for(args: argparse.Namespace, strategy: str, **options: Any) -> Op
     )
 
 
+async def each_fold(
+    folds: FoldModels,
+    contracts: list[Contract],
+    extractor_of: Callable[[int], OpenAIExtractor],
+    record: Callable[[int, Contract, OpenAIResult, float], None],
+) -> None:
+    """The folds concurrently (an extractor per fold, built with its fold model), a fold's contracts in turn."""
+
+    async def one_fold(fold: int, members: list[Contract]) -> None:
+        extractor = extractor_of(fold)
+        try:
+            for contract in members:
+                started = time.monotonic()
+                result = await extractor.extract(contract.text)
+                record(fold, contract, result, time.monotonic() - started)
+        finally:
+            await extractor.aclose()
+
+    await asyncio.gather(*(one_fold(f, members) for f, members in by_fold(folds, contracts).items()))
+
+
 async def verify_run(
     args: argparse.Namespace, folds: FoldModels, table: Table, name: str, oracle: Oracle | None
 ) -> list[Judged]:
-    """The folds' contracts concurrently (one extractor per fold model), each fold's one after another."""
     judged: list[Judged] = []
     usage = Usage()
 
-    async def one_fold(fold: int, contracts: list[Contract]) -> None:
+    def extractor_of(fold: int) -> OpenAIExtractor:
         options: dict[str, Any] = {
             "verifier": folds.model(fold),
             "fusion": Fusion.identity(),  # the verdicts are fused afterwards, cross-fitted
@@ -200,26 +221,21 @@ async def verify_run(
         }
         if oracle is not None:
             options["http_client"] = httpx2.AsyncClient(transport=oracle.transport())
-        extractor = extractor_for(args, "verify", **options)
-        try:
-            for contract in contracts:
-                started = time.monotonic()
-                result = await extractor.extract(contract.text)
-                usage.add(result, time.monotonic() - started)
-                assert result.trace is not None
-                plan, verdicts = result.trace
-                judged.append(Judged(contract, fold, plan, verdicts))
-                print(
-                    f"{name} {contract.id}: {len(verdicts)} categories judged, {result.prompt_tokens} prompt tokens,"
-                    f" {result.completion_tokens} completion, {result.failed_requests} failed,"
-                    f" {time.monotonic() - started:.0f}s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        finally:
-            await extractor.aclose()
+        return extractor_for(args, "verify", **options)
 
-    await asyncio.gather(*(one_fold(f, cs) for f, cs in by_fold(folds, table.contracts).items()))
+    def record(fold: int, contract: Contract, result: OpenAIResult, seconds: float) -> None:
+        usage.add(result, seconds)
+        assert result.trace is not None
+        plan, verdicts = result.trace
+        judged.append(Judged(contract, fold, plan, verdicts))
+        print(
+            f"{name} {contract.id}: {len(verdicts)} categories judged, {result.prompt_tokens} prompt tokens,"
+            f" {result.completion_tokens} completion, {result.failed_requests} failed, {seconds:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    await each_fold(folds, table.contracts, extractor_of, record)
     categories = load_categories()
     fitted = cross_fit(judged, lambda f: f"{name} runs of folds other than {f}")
     variants = {
@@ -253,26 +269,23 @@ async def quote_run(args: argparse.Namespace, folds: FoldModels, table: Table, r
     spans: dict[str, list[ClauseSpan]] = {}
     usage = Usage()
 
-    async def one_fold(fold: int, contracts: list[Contract]) -> None:
+    def extractor_of(fold: int) -> OpenAIExtractor:
         extractor = extractor_for(args, strategy)
         if selector != "keyword":
             extractor.planner.selector = EmbeddedSelector(folds.model(fold), args.min_presence)
-        try:
-            for contract in contracts:
-                started = time.monotonic()
-                result = await extractor.extract(contract.text)
-                usage.add(result, time.monotonic() - started)
-                spans[contract.id] = result.spans
-                print(
-                    f"{run_name} {contract.id}: {len(result.spans)} spans, {result.prompt_tokens} prompt tokens,"
-                    f" {result.dropped_quotes} quotes dropped, {time.monotonic() - started:.0f}s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        finally:
-            await extractor.aclose()
+        return extractor
 
-    await asyncio.gather(*(one_fold(f, cs) for f, cs in by_fold(folds, table.contracts).items()))
+    def record(fold: int, contract: Contract, result: OpenAIResult, seconds: float) -> None:
+        usage.add(result, seconds)
+        spans[contract.id] = result.spans
+        print(
+            f"{run_name} {contract.id}: {len(result.spans)} spans, {result.prompt_tokens} prompt tokens,"
+            f" {result.dropped_quotes} quotes dropped, {seconds:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    await each_fold(folds, table.contracts, extractor_of, record)
     label = f"{args.model} `{run_name}` ({usage.dropped} quotes dropped)"
     table.score(label, f"openai-{run_name.replace(':', '-')}", spans, usage)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Unpack
 
@@ -82,6 +82,25 @@ class _Outcome:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     usage: _Usage = field(default_factory=_Usage)
     failed: bool = False
+
+
+async def _all_reporting(
+    calls: list[Coroutine[Any, Any, _Outcome]], on_progress: Callable[[int, int], None] | None
+) -> list[_Outcome]:
+    """Every request's outcome (the first error cancels the rest), `on_progress(done, total)` as they end."""
+    finished = 0
+
+    async def tracked(call: Coroutine[Any, Any, _Outcome]) -> _Outcome:
+        nonlocal finished
+        outcome = await call
+        finished += 1
+        if on_progress is not None:
+            on_progress(finished, len(calls))
+        return outcome
+
+    if on_progress is not None:
+        on_progress(0, len(calls))
+    return await gather_or_cancel([tracked(call) for call in calls])
 
 
 def snap_to_units(units: list[Unit], start: int, end: int) -> tuple[int, int]:
@@ -182,19 +201,7 @@ class OpenAIExtractor:
         plan = await asyncio.to_thread(self.plan, text)  # a learned selector is CPU work
         units = await asyncio.to_thread(segment, text)
         grounder = Grounder(text)
-        finished = 0
-
-        async def tracked(request: PlannedRequest) -> _Outcome:
-            nonlocal finished
-            outcome = await self._run(text, request)
-            finished += 1
-            if on_progress is not None:
-                on_progress(finished, len(plan))
-            return outcome
-
-        if on_progress is not None:
-            on_progress(0, len(plan))
-        outcomes = await gather_or_cancel([tracked(request) for request in plan])
+        outcomes = await _all_reporting([self._run(text, request) for request in plan], on_progress)
         spans: list[ClauseSpan] = []
         dropped = 0
         usage = _Usage()
@@ -247,19 +254,7 @@ class OpenAIExtractor:
         assert self.verifier is not None
         verifier = self.verifier
         plan = await asyncio.to_thread(verifier.plan, text)
-        finished = 0
-
-        async def tracked(request: VerifyRequest) -> _Outcome:
-            nonlocal finished
-            outcome = await self._verify(plan, request)
-            finished += 1
-            if on_progress is not None:
-                on_progress(finished, len(plan.requests))
-            return outcome
-
-        if on_progress is not None:
-            on_progress(0, len(plan.requests))
-        outcomes = await gather_or_cancel([tracked(r) for r in plan.requests])
+        outcomes = await _all_reporting([self._verify(plan, r) for r in plan.requests], on_progress)
         verdicts = {name: v for o in outcomes for name, v in o.verdicts.items()}
         spans = await asyncio.to_thread(
             verify.decide, verifier.model, plan, verdicts, self.fusion, categories=self.categories
