@@ -9,7 +9,9 @@ saw it: its own extractions (the `embedded` row), the candidates that `verify` s
 retrieval's passage selector. Runs (`OpenAIExtractor`, the llm service's code path, in-process):
 - `verify`: the LLM judges the embedded candidates. Its fusion calibrator is fitted, for the
   contracts of each fold, on the verify runs of the other folds only (`training.fusion.cross_fit`);
-  the same verdicts are also decoded without extension and with the identity calibrator;
+  the same verdicts are also decoded without extension and with the identity calibrator (which must
+  reproduce the embedded row). The verdicts are saved (`verify-traces.pkl`): `--from-traces` decodes
+  them again without calling the LLM;
 - `oracle`: verify whose "LLM" answers from the gold labels, through the same HTTP client, reply
   parser and fusion (an httpx mock transport stands in for the server): the ceiling of the design,
   not a result;
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import pickle
 import re
 import sys
 import time
@@ -191,10 +194,12 @@ async def each_fold(
     contracts: list[Contract],
     extractor_of: Callable[[int], OpenAIExtractor],
     record: Callable[[int, Contract, OpenAIResult, float], None],
+    streams_per_fold: int = 1,
 ) -> None:
-    """The folds concurrently (an extractor per fold, built with its fold model), a fold's contracts in turn."""
+    """Streams of contracts concurrently (an extractor each, built with its fold's model), a stream's
+    contracts in turn."""
 
-    async def one_fold(fold: int, members: list[Contract]) -> None:
+    async def stream(fold: int, members: list[Contract]) -> None:
         extractor = extractor_of(fold)
         try:
             for contract in members:
@@ -204,7 +209,12 @@ async def each_fold(
         finally:
             await extractor.aclose()
 
-    await asyncio.gather(*(one_fold(f, members) for f, members in by_fold(folds, contracts).items()))
+    streams = [
+        (fold, members[offset::streams_per_fold])
+        for fold, members in by_fold(folds, contracts).items()
+        for offset in range(streams_per_fold)
+    ]
+    await asyncio.gather(*(stream(fold, members) for fold, members in streams if members))
 
 
 async def verify_run(
@@ -235,13 +245,19 @@ async def verify_run(
             flush=True,
         )
 
-    await each_fold(folds, table.contracts, extractor_of, record)
+    traces = table.out / f"{name}-traces.pkl"
+    if args.from_traces:
+        judged = pickle.loads(traces.read_bytes())
+        print(f"{name}: verdicts read from {traces}, no LLM called", file=sys.stderr)
+    else:
+        await each_fold(folds, table.contracts, extractor_of, record, args.streams_per_fold)
+        traces.write_bytes(pickle.dumps(judged))
     categories = load_categories()
     fitted = cross_fit(judged, lambda f: f"{name} runs of folds other than {f}")
     variants = {
         f"`{name}` (fusion fitted on the other fold)": ("", fitted, True),
         f"`{name}`, no extension": ("-no-extension", fitted, False),
-        f"`{name}`, identity fusion (verdicts only add and extend)": ("-identity", None, True),
+        f"`{name}`, identity calibrator (the LLM's verdicts carry no weight)": ("-identity", None, True),
     }
     by_id = {j.contract.id: j for j in judged}
     for label, (suffix, fusions, extend) in variants.items():
@@ -285,7 +301,7 @@ async def quote_run(args: argparse.Namespace, folds: FoldModels, table: Table, r
             flush=True,
         )
 
-    await each_fold(folds, table.contracts, extractor_of, record)
+    await each_fold(folds, table.contracts, extractor_of, record, args.streams_per_fold)
     label = f"{args.model} `{run_name}` ({usage.dropped} quotes dropped)"
     table.score(label, f"openai-{run_name.replace(':', '-')}", spans, usage)
 
@@ -339,6 +355,10 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--write-fusion", type=Path, help="write the calibrator fitted on all verify runs here")
+    parser.add_argument("--streams-per-fold", type=int, default=1, help="contracts of one fold extracted at once")
+    parser.add_argument(
+        "--from-traces", action="store_true", help="verify/oracle: decode the verdicts saved by an earlier run"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "eval-llm")
     args = parser.parse_args()
     folds = FoldModels()

@@ -11,9 +11,11 @@ always whole units or runs of units, so grounding cannot lose them.
 Fusion (`fusion`): a judged candidate's confidence combines the embedded probability with the LLM's
 P(true) — from the boolean token's log-probabilities where the server returns them, else the verbal
 answer. The embedded model's own decision is the floor: what it keeps stays, at the fused confidence
-(a rejected candidate sinks in the ranking but is not dropped); what the LLM adds is kept only when
-its fused confidence clears the category's threshold. An LLM whose answers carry no information gets
-fusion weights near the identity and leaves the embedded result as it was.
+(a rejected candidate sinks in the ranking but is not dropped); what the LLM adds, or names as a
+clause's continuation, is taken only when its evidence raises the calibrated probability (above what
+the calibrator gives the embedded evidence alone) and, for an addition, clears the category's
+threshold. A calibrator that finds the LLM's answers uninformative therefore adds and extends
+nothing, and leaves the embedded result as it was, re-ranked at most.
 
 Categories with span pools (Parties, the dates, Document Name) are not asked: their candidates are
 names and dates, not clauses, and the embedded rankers decide them.
@@ -374,42 +376,46 @@ def _fused(
     fusion: Fusion,
     extend: bool,
 ) -> list[tuple[Scored, float]]:
+    """One category: the kept spans re-scored; additions and extensions only where the LLM's evidence
+    raises the calibrator's probability above what it gives the embedded evidence alone (`lift`), so
+    a calibrator that found the LLM uninformative adds and extends nothing."""
     presence = plan.presence[name]
     by_start = {p.scored.start: p for p in proposals}
+    embedded_of = {s.start: p for s, p in zip(plan.scored[name], plan.probabilities[name], strict=True)}
 
-    def confidence(scored: Scored, embedded: float) -> float:
+    def judged(scored: Scored, embedded: float) -> Evidence | None:
         proposal = by_start.get(scored.start)
         if proposal is None or proposal.key not in verdict.yes:
-            return embedded  # not shown, or not judged: the embedded probability as it is
-        evidence = Evidence(
-            embedded,
-            presence,
-            judged=True,
-            yes=verdict.yes[proposal.key],
-            p_yes=verdict.p_yes.get(proposal.key),
-        )
-        return fusion.probability(evidence)
+            return None  # not shown, or not judged
+        yes, p_yes = verdict.yes[proposal.key], verdict.p_yes.get(proposal.key)
+        return Evidence(embedded, presence, judged=True, yes=yes, p_yes=p_yes)
 
-    out = [(s, confidence(s, p)) for s, p in kept]
+    def lift(evidence: Evidence) -> float:
+        return fusion.probability(evidence) - fusion.probability(Evidence(evidence.embedded, evidence.presence))
+
+    out: list[tuple[Scored, float]] = []
+    for scored, embedded in kept:
+        evidence = judged(scored, embedded)
+        out.append((scored, fusion.probability(evidence) if evidence else embedded))
     unit_of = plan.unit_of
     last_units = {unit_of[s.start] + _length(plan, unit_of[s.start], s.end) - 1 for s, _ in out if s.start in unit_of}
-    continuations = {i for i in verdict.more if i - 1 in last_units} if extend else set()
-    embedded_of = {s.start: p for s, p in zip(plan.scored[name], plan.probabilities[name], strict=True)}
-    additions: list[tuple[Scored, float]] = []
+    more = {i: Evidence(embedded_of.get(plan.units[i].start, 0.0), presence, more=True) for i in verdict.more}
+    continuations = {i for i, e in more.items() if i - 1 in last_units and lift(e) > 0} if extend else set()
+    additions: list[tuple[Scored, Evidence]] = []
     for proposal in proposals:
-        if verdict.yes.get(proposal.key) and all(s.start != proposal.scored.start for s, _ in out):
-            additions.append((proposal.scored, confidence(proposal.scored, proposal.probability)))
-    for index in verdict.more:
-        if index in continuations:
-            continue
-        unit = plan.units[index]
-        evidence = Evidence(embedded_of.get(unit.start, 0.0), presence, more=True)
-        n_words = len(plan.text[unit.start : unit.end].split())
-        additions.append((Scored(name, unit.start, unit.end, 0.0, "unit", n_words), fusion.probability(evidence)))
+        evidence = judged(proposal.scored, proposal.probability)
+        if evidence and evidence.yes and all(s.start != proposal.scored.start for s, _ in out):
+            additions.append((proposal.scored, evidence))
+    for index, evidence in more.items():
+        if index not in continuations:
+            unit = plan.units[index]
+            n_words = len(plan.text[unit.start : unit.end].split())
+            additions.append((Scored(name, unit.start, unit.end, 0.0, "unit", n_words), evidence))
     threshold, cap = model.threshold(name), model.max_spans(name)
-    for scored, probability in sorted(additions, key=lambda sp: -sp[1]):
+    for scored, evidence in sorted(additions, key=lambda se: -fusion.probability(se[1])):
+        probability = fusion.probability(evidence)
         overlaps = any(scored.start < s.end and s.start < scored.end for s, _ in out)
-        if probability >= threshold and len(out) < cap and not overlaps:
+        if probability >= threshold and lift(evidence) > 0 and len(out) < cap and not overlaps:
             out.append((scored, probability))
     if not continuations:
         return out

@@ -127,9 +127,18 @@ def test_boolean_probabilities_renormalise_true_against_false() -> None:
     assert verify.boolean_probabilities(content, None, ["Audit Rights"]) == {}
 
 
-def test_identity_fusion_with_every_candidate_rejected_keeps_the_embedded_result() -> None:
+@pytest.mark.parametrize("judge", ["rejects everything", "accepts everything and names more"])
+def test_a_calibrator_that_ignores_the_llm_keeps_the_embedded_result(judge: str) -> None:
+    """Fitted to an uninformative LLM, the calibrator is the identity: whatever the LLM says, nothing is
+    added, extended or re-scored (the guarantee that a weak LLM does not make things worse)."""
     plan, request = plan_and_request()
-    verdicts, _ = verify.parse_verdicts(reply_for(request, {}, {}), request)
+    if judge == "rejects everything":
+        content = reply_for(request, {}, {})
+    else:
+        accept = {name: [p.key for p in proposals] for name, proposals in request.proposals.items()}
+        more = {name: [i + 1 for i in request.shown][: verify.MAX_MORE] for name in request.proposals}
+        content = reply_for(request, accept, more)
+    verdicts, _ = verify.parse_verdicts(content, request)
     spans = verify.decide(model(), plan, verdicts, Fusion.identity(), categories=load_categories())
     assert spans == model().extract(TEXT)
 
