@@ -247,11 +247,12 @@ async def verify_run(
 
     traces = table.out / f"{name}-traces.pkl"
     if args.from_traces:
-        judged = pickle.loads(traces.read_bytes())
-        print(f"{name}: verdicts read from {traces}, no LLM called", file=sys.stderr)
+        saved = pickle.loads(traces.read_bytes())  # our own file, written below
+        judged, usage = saved["judged"], saved["usage"]
+        print(f"{name}: verdicts and usage read from {traces}, no LLM called", file=sys.stderr)
     else:
         await each_fold(folds, table.contracts, extractor_of, record, args.streams_per_fold)
-        traces.write_bytes(pickle.dumps(judged))
+        traces.write_bytes(pickle.dumps({"judged": judged, "usage": usage}))
     categories = load_categories()
     fitted = cross_fit(judged, lambda f: f"{name} runs of folds other than {f}")
     variants = {

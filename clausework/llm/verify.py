@@ -411,7 +411,12 @@ def _fused(
             unit = plan.units[index]
             n_words = len(plan.text[unit.start : unit.end].split())
             additions.append((Scored(name, unit.start, unit.end, 0.0, "unit", n_words), evidence))
-    threshold, cap = model.threshold(name), model.max_spans(name)
+    # A category the embedded model judged absent is only reported on evidence that decides presence
+    # on its own: the fused probability reaching the presence threshold, as the model's own rule asks.
+    threshold = (
+        model.threshold(name) if presence >= model.detect(name) else max(model.threshold(name), model.detect(name))
+    )
+    cap = model.max_spans(name)
     for scored, evidence in sorted(additions, key=lambda se: -fusion.probability(se[1])):
         probability = fusion.probability(evidence)
         overlaps = any(scored.start < s.end and s.start < scored.end for s, _ in out)
