@@ -47,7 +47,7 @@ from clausework.model.embedded import EmbeddedSelector
 from services.llm.settings import LlmSettings
 from training.crossval import prediction_line, run_scorer
 from training.data import DEFAULT_CUAD, DEFAULT_SCORER, Contract, load_corpus, words
-from training.fusion import Judged, cross_fit, fit_on
+from training.fusion import Judged, cross_fit, fit_on, judge_report
 from training.heldout import FoldModels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,6 +253,7 @@ async def verify_run(
     else:
         await each_fold(folds, table.contracts, extractor_of, record, args.streams_per_fold)
         traces.write_bytes(pickle.dumps({"judged": judged, "usage": usage}))
+    print(f"{name} judge: {judge_report(judged)}", file=sys.stderr)
     categories = load_categories()
     fitted = cross_fit(judged, lambda f: f"{name} runs of folds other than {f}")
     variants = {

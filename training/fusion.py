@@ -76,3 +76,37 @@ def cross_fit(runs: Sequence[Judged], describe: Callable[[int], str]) -> dict[in
     """For each fold of the runs, a calibrator fitted on the runs of the other folds only."""
     folds = sorted({r.fold for r in runs})
     return {f: fit_on([r for r in runs if r.fold != f], describe(f)) for f in folds}
+
+
+def _auc(scores: list[float], labels: list[bool]) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    positives = [s for s, y in zip(scores, labels, strict=True) if y]
+    negatives = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not positives or not negatives:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def judge_report(runs: Sequence[Judged]) -> str:
+    """How informative the LLM's verdicts were: its yes rate, and how well its P(yes) and the embedded
+    probability rank the judged candidates that match a gold clause (AUC), and what `more` named."""
+    judged: list[tuple[Evidence, bool]] = []
+    named: list[bool] = []
+    for run in runs:
+        for evidence, label in zip(*rows(run), strict=True):
+            if evidence.judged:
+                judged.append((evidence, label))
+            elif evidence.more:
+                named.append(label)
+    if not judged:
+        return "no candidate judged"
+    labels = [y for _, y in judged]
+    p_yes = [e.p_yes if e.p_yes is not None else float(e.yes) for e, _ in judged]
+    return (
+        f"{len(judged)} candidates judged ({sum(labels)} match a gold clause), yes for"
+        f" {sum(e.yes for e, _ in judged) / len(judged):.0%}, P(yes) from log-probabilities for"
+        f" {sum(e.p_yes is not None for e, _ in judged)}; AUC of P(yes) {_auc(p_yes, labels):.2f}, of the"
+        f" embedded probability {_auc([e.embedded for e, _ in judged], labels):.2f}; `more` named"
+        f" {len(named)} other units, {sum(named)} of them a gold clause on their own"
+    )
