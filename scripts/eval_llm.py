@@ -38,10 +38,12 @@ from typing import Any, cast
 import httpx2
 
 from bench.llama import LlamaServer, cached_paths, missing
+from bench.tokens_report import MESSAGE_OVERHEAD, cost, llama_server_counter
 from clausework.clauses import ClauseSpan
 from clausework.llm import verify
 from clausework.llm.extractor import OpenAIExtractor, OpenAIResult, Strategy
 from clausework.llm.fusion import Fusion
+from clausework.llm.planner import QuoteStrategy
 from clausework.llm.prompts import load_categories
 from clausework.model.embedded import EmbeddedSelector
 from services.llm.settings import LlmSettings
@@ -308,7 +310,42 @@ async def quote_run(args: argparse.Namespace, folds: FoldModels, table: Table, r
     table.score(label, f"openai-{run_name.replace(':', '-')}", spans, usage)
 
 
+def planned_tokens(args: argparse.Namespace, folds: FoldModels, contracts: list[Contract]) -> str:
+    """First-attempt prompt tokens per contract of each strategy's plan, counted by the server's own
+    tokenizer (bench.tokens_report's counter): the cost comparison without running the LLM."""
+    count = llama_server_counter(args.base_url.removesuffix("/v1"))
+    lines = [
+        "| strategy (planned, not run) | prompt tokens per contract | requests per contract |",
+        "| --- | --- | --- |",
+    ]
+    for name in ("verify", "chunks", "retrieval"):
+        tokens = requests = 0
+        for contract in contracts:
+            model = folds.model_for(contract.id)
+            if name == "verify":
+                extractor = extractor_for(args, "verify", verifier=model)
+                assert extractor.verifier is not None
+                plan = extractor.verifier.plan(contract.text)
+                messages = [m for r in plan.requests for m in extractor.verifier.messages(plan, r)]
+                requests += len(plan.requests)
+                tokens += sum(count(str(m.get("content") or "")) + MESSAGE_OVERHEAD for m in messages)
+            else:
+                extractor = extractor_for(args, name)
+                extractor.planner.selector = EmbeddedSelector(model, args.min_presence)
+                spent = cost(extractor, contract.text, cast(QuoteStrategy, name), count)
+                requests += spent.requests
+                tokens += spent.prompt_tokens
+        n = len(contracts)
+        lines.append(f"| {name} | {tokens // n:,} | {requests / n:.1f} |")
+    return "\n".join(lines)
+
+
 async def run(args: argparse.Namespace, folds: FoldModels, table: Table) -> None:
+    if args.plan_only:
+        text = planned_tokens(args, folds, table.contracts) + "\n"
+        (table.out / "planned.md").write_text(text, encoding="utf-8")
+        print(text)
+        return
     for run_name in args.runs.split(","):
         if run_name in ("verify", "oracle"):
             oracle = Oracle(table.contracts) if run_name == "oracle" else None
@@ -360,6 +397,9 @@ def main() -> None:
     parser.add_argument("--streams-per-fold", type=int, default=1, help="contracts of one fold extracted at once")
     parser.add_argument(
         "--from-traces", action="store_true", help="verify/oracle: decode the verdicts saved by an earlier run"
+    )
+    parser.add_argument(
+        "--plan-only", action="store_true", help="count each strategy's planned prompt tokens; call no LLM"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "eval-llm")
     args = parser.parse_args()
