@@ -488,16 +488,22 @@ async def test_verify_sends_the_verdict_schema_and_returns_whole_units(server: F
             assert span.char_start in starts and span.char_end in ends
 
 
+async def backend_error(llm: OpenAIExtractor) -> OpenAIBackendError:
+    """The error extract() raises (the test fails if it returns), the extractor closed either way."""
+    try:
+        await llm.extract(TEXT)
+    except OpenAIBackendError as error:
+        return error
+    finally:
+        await llm.aclose()
+    raise AssertionError("extract() returned")
+
+
 @pytest.mark.parametrize("status", [500, 400])
 async def test_verify_server_errors_raise_without_client_retries(server: FakeServer, status: int) -> None:
     server.default = fail(status)
-    llm = verifier(server)
-    try:
-        with pytest.raises(OpenAIBackendError) as raised:
-            await llm.extract(TEXT)
-    finally:
-        await llm.aclose()
-    assert raised.value.retryable is (status == 500) and len(server.bodies) == 1
+    error = await backend_error(verifier(server))
+    assert error.retryable is (status == 500) and error.status_code == status and len(server.bodies) == 1
 
 
 async def test_verify_429_then_answers(server: FakeServer) -> None:
@@ -517,13 +523,8 @@ async def test_verify_timeout_is_retryable(server: FakeServer) -> None:
         return completion(verdicts_accepting_all(body))
 
     server.default = stall
-    llm = verifier(server, timeout_seconds=0.5)
-    try:
-        with pytest.raises(OpenAIBackendError, match="timed out") as raised:
-            await llm.extract(TEXT)
-    finally:
-        await llm.aclose()
-    assert raised.value.retryable
+    error = await backend_error(verifier(server, timeout_seconds=0.5))
+    assert error.retryable and "timed out" in str(error)
 
 
 async def test_verify_malformed_reply_is_reasked_then_the_embedded_result_stands(server: FakeServer) -> None:
