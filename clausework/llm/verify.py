@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from openai.types.chat import ChatCompletionMessageParam
@@ -104,8 +105,9 @@ class VerifyPlan:
     presence: dict[str, float]
     requests: list[VerifyRequest] = field(default_factory=list)
 
-    @property
+    @cached_property
     def unit_of(self) -> dict[int, int]:
+        """Unit index by start offset, built once per plan (every decided category looks units up)."""
         return {u.start: i for i, u in enumerate(self.units)}
 
 
