@@ -59,7 +59,7 @@ LLM_PER_FOLD ?= 10
 LLM_RUNS ?= verify,oracle,retrieval,chunks
 eval-llm: setup $(VENV)/.train-installed
 	scripts/setup_llm_server.sh --with-qwen
-	$(PY) -m scripts.eval_llm --per-fold $(LLM_PER_FOLD) --runs $(LLM_RUNS) --concurrency 3 --max-output-tokens 384
+	$(PY) -m scripts.eval_llm --per-fold $(LLM_PER_FOLD) --runs $(LLM_RUNS) --concurrency 4 --streams-per-fold 2 --max-output-tokens 384
 
 demo: up
 	$(PY) -m clausework.cli --address 127.0.0.1:50051 extract $(SAMPLE)
