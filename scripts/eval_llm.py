@@ -28,6 +28,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from bench.llama import LlamaServer, cached_paths, missing
 from bench.tokens_report import MESSAGE_OVERHEAD, cost, llama_server_counter
 from clausework.clauses import ClauseSpan
 from clausework.llm import verify
+from clausework.llm.client import OpenAIBackendError
 from clausework.llm.extractor import OpenAIExtractor, OpenAIResult, Strategy
 from clausework.llm.fusion import Fusion
 from clausework.llm.planner import QuoteStrategy
@@ -177,46 +179,95 @@ def by_fold(folds: FoldModels, contracts: list[Contract]) -> dict[int, list[Cont
     return out
 
 
-def extractor_for(args: argparse.Namespace, strategy: str, **options: Any) -> OpenAIExtractor:
+def streams(args: argparse.Namespace, folds: FoldModels, contracts: list[Contract]) -> int:
+    """Contracts extracted at once: --streams-per-fold for each fold the contracts come from."""
+    return int(args.streams_per_fold) * len(by_fold(folds, contracts))
+
+
+def extractor_for(args: argparse.Namespace, strategy: str, in_flight: int = 0, **options: Any) -> OpenAIExtractor:
+    """`in_flight`: this extractor's share of --concurrency (default all of it), so that all streams
+    together send no more requests at once than the server has slots: a queued request's wait would
+    count against its timeout."""
     options.setdefault("max_output_tokens", args.max_output_tokens)
     return OpenAIExtractor(
         base_url=args.base_url,
         api_key=os.environ.get("OPENAI_API_KEY", ""),
         model=args.model,
         timeout_seconds=args.timeout,
-        max_concurrency=args.concurrency,
+        max_concurrency=in_flight or args.concurrency,
         strategy=cast(Strategy, strategy),
         categories=load_categories(),
         **options,
     )
 
 
+@dataclass
+class Journal:
+    """A run's finished contracts, one pickle each (our own files), so that a stopped or failed run
+    goes on where it was with --resume instead of asking the LLM again."""
+
+    directory: Path
+
+    def start(self, resume: bool) -> dict[str, tuple[OpenAIResult, float]]:
+        if not resume:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        done = {}
+        for path in sorted(self.directory.glob("*.pkl")):
+            done[path.stem] = pickle.loads(path.read_bytes())
+        return done
+
+    def save(self, contract_id: str, result: OpenAIResult, seconds: float) -> None:
+        partial = self.directory / f".{contract_id}.tmp"
+        partial.write_bytes(pickle.dumps((result, seconds)))
+        partial.replace(self.directory / f"{contract_id}.pkl")  # whole or not at all
+
+
 async def each_fold(
+    args: argparse.Namespace,
     folds: FoldModels,
     contracts: list[Contract],
-    extractor_of: Callable[[int], OpenAIExtractor],
+    extractor_of: Callable[[int, int], OpenAIExtractor],
     record: Callable[[int, Contract, OpenAIResult, float], None],
-    streams_per_fold: int = 1,
+    journal: Journal,
 ) -> None:
-    """Streams of contracts concurrently (an extractor each, built with its fold's model), a stream's
-    contracts in turn."""
+    """Streams of contracts concurrently (an extractor each, built with its fold's model and its share
+    of the server's slots), a stream's contracts in turn. Contracts the journal holds are replayed; a
+    contract whose extraction fails is reported and the others go on; the run then stops with the
+    failed ones named, to be retried with --resume."""
+    done = journal.start(args.resume)
+    failed: list[str] = []
+    n_streams = streams(args, folds, contracts)
+    in_flight = max(1, args.concurrency // n_streams)
 
     async def stream(fold: int, members: list[Contract]) -> None:
-        extractor = extractor_of(fold)
+        extractor = extractor_of(fold, in_flight)
         try:
             for contract in members:
+                if contract.id in done:
+                    record(fold, contract, *done[contract.id])
+                    continue
                 started = time.monotonic()
-                result = await extractor.extract(contract.text)
-                record(fold, contract, result, time.monotonic() - started)
+                try:
+                    result = await extractor.extract(contract.text)
+                except OpenAIBackendError as error:
+                    failed.append(contract.id)
+                    print(f"{contract.id} failed: {error}", file=sys.stderr, flush=True)
+                    continue
+                seconds = time.monotonic() - started
+                journal.save(contract.id, result, seconds)
+                record(fold, contract, result, seconds)
         finally:
             await extractor.aclose()
 
-    streams = [
-        (fold, members[offset::streams_per_fold])
+    groups = [
+        (fold, members[offset :: args.streams_per_fold])
         for fold, members in by_fold(folds, contracts).items()
-        for offset in range(streams_per_fold)
+        for offset in range(args.streams_per_fold)
     ]
-    await asyncio.gather(*(stream(fold, members) for fold, members in streams if members))
+    await asyncio.gather(*(stream(fold, members) for fold, members in groups if members))
+    if failed:
+        raise SystemExit(f"{len(failed)} contracts failed ({', '.join(failed)}): run again with --resume")
 
 
 async def verify_run(
@@ -225,7 +276,7 @@ async def verify_run(
     judged: list[Judged] = []
     usage = Usage()
 
-    def extractor_of(fold: int) -> OpenAIExtractor:
+    def extractor_of(fold: int, in_flight: int) -> OpenAIExtractor:
         options: dict[str, Any] = {
             "verifier": folds.model(fold),
             "fusion": Fusion.identity(),  # the verdicts are fused afterwards, cross-fitted
@@ -233,7 +284,7 @@ async def verify_run(
         }
         if oracle is not None:
             options["http_client"] = httpx2.AsyncClient(transport=oracle.transport())
-        return extractor_for(args, "verify", **options)
+        return extractor_for(args, "verify", in_flight, **options)
 
     def record(fold: int, contract: Contract, result: OpenAIResult, seconds: float) -> None:
         usage.add(result, seconds)
@@ -253,7 +304,7 @@ async def verify_run(
         judged, usage = saved["judged"], saved["usage"]
         print(f"{name}: verdicts and usage read from {traces}, no LLM called", file=sys.stderr)
     else:
-        await each_fold(folds, table.contracts, extractor_of, record, args.streams_per_fold)
+        await each_fold(args, folds, table.contracts, extractor_of, record, Journal(table.out / f"{name}-done"))
         traces.write_bytes(pickle.dumps({"judged": judged, "usage": usage}))
     print(f"{name} judge: {judge_report(judged)}", file=sys.stderr)
     categories = load_categories()
@@ -289,8 +340,8 @@ async def quote_run(args: argparse.Namespace, folds: FoldModels, table: Table, r
     spans: dict[str, list[ClauseSpan]] = {}
     usage = Usage()
 
-    def extractor_of(fold: int) -> OpenAIExtractor:
-        extractor = extractor_for(args, strategy)
+    def extractor_of(fold: int, in_flight: int) -> OpenAIExtractor:
+        extractor = extractor_for(args, strategy, in_flight)
         if selector != "keyword":
             extractor.planner.selector = EmbeddedSelector(folds.model(fold), args.min_presence)
         return extractor
@@ -305,9 +356,10 @@ async def quote_run(args: argparse.Namespace, folds: FoldModels, table: Table, r
             flush=True,
         )
 
-    await each_fold(folds, table.contracts, extractor_of, record, args.streams_per_fold)
+    slug = f"openai-{run_name.replace(':', '-')}"
+    await each_fold(args, folds, table.contracts, extractor_of, record, Journal(table.out / f"{slug}-done"))
     label = f"{args.model} `{run_name}` ({usage.dropped} quotes dropped)"
-    table.score(label, f"openai-{run_name.replace(':', '-')}", spans, usage)
+    table.score(label, slug, spans, usage)
 
 
 def planned_tokens(args: argparse.Namespace, folds: FoldModels, contracts: list[Contract]) -> str:
@@ -397,6 +449,11 @@ def main() -> None:
     parser.add_argument("--streams-per-fold", type=int, default=1, help="contracts of one fold extracted at once")
     parser.add_argument(
         "--from-traces", action="store_true", help="verify/oracle: decode the verdicts saved by an earlier run"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the contracts an earlier run with the same --out finished (out/.../RUN-done/) and do the rest",
     )
     parser.add_argument(
         "--plan-only", action="store_true", help="count each strategy's planned prompt tokens; call no LLM"
