@@ -179,11 +179,6 @@ def by_fold(folds: FoldModels, contracts: list[Contract]) -> dict[int, list[Cont
     return out
 
 
-def streams(args: argparse.Namespace, folds: FoldModels, contracts: list[Contract]) -> int:
-    """Contracts extracted at once: --streams-per-fold for each fold the contracts come from."""
-    return int(args.streams_per_fold) * len(by_fold(folds, contracts))
-
-
 def extractor_for(args: argparse.Namespace, strategy: str, in_flight: int = 0, **options: Any) -> OpenAIExtractor:
     """`in_flight`: this extractor's share of --concurrency (default all of it), so that all streams
     together send no more requests at once than the server has slots: a queued request's wait would
@@ -237,8 +232,13 @@ async def each_fold(
     failed ones named, to be retried with --resume."""
     done = journal.start(args.resume)
     failed: list[str] = []
-    n_streams = streams(args, folds, contracts)
-    in_flight = max(1, args.concurrency // n_streams)
+    groups = [
+        (fold, members[offset :: args.streams_per_fold])
+        for fold, members in by_fold(folds, contracts).items()
+        for offset in range(args.streams_per_fold)
+    ]
+    groups = [(fold, members) for fold, members in groups if members]
+    in_flight = max(1, args.concurrency // len(groups))
 
     async def stream(fold: int, members: list[Contract]) -> None:
         extractor = extractor_of(fold, in_flight)
@@ -260,12 +260,7 @@ async def each_fold(
         finally:
             await extractor.aclose()
 
-    groups = [
-        (fold, members[offset :: args.streams_per_fold])
-        for fold, members in by_fold(folds, contracts).items()
-        for offset in range(args.streams_per_fold)
-    ]
-    await asyncio.gather(*(stream(fold, members) for fold, members in groups if members))
+    await asyncio.gather(*(stream(fold, members) for fold, members in groups))
     if failed:
         raise SystemExit(f"{len(failed)} contracts failed ({', '.join(failed)}): run again with --resume")
 
