@@ -21,6 +21,7 @@ fold, so that it stays a final check.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import subprocess
@@ -149,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the set-aside fold: also scored on its own (full runs only; --only may not include it)",
     )
+    parser.add_argument(
+        "--first-stage-only",
+        action="store_true",
+        help="also decode every contract with its fold model's second stage switched off (the ablation)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.monotonic()
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     models = FoldModels(args.cuad_dir, args.folds)
     docs = models.docs
     predictions: dict[str, dict[str, Any]] = {}
+    ablated: dict[str, dict[str, Any]] = {}
     per_fold: list[dict[str, Any]] = []
     selected = only if only is not None else list(range(args.folds))
     docs_run = [d for d in docs if models.fold_of(d.contract.id) in selected]
@@ -167,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         for d in test:
             spans = extractor.extract(d.contract.text)
             predictions[d.contract.id] = prediction_line(d.contract.id, d.contract.text, spans)
+        if args.first_stage_only:
+            first = copy.copy(extractor)
+            first.second_stage = None
+            for d in test:
+                ablated[d.contract.id] = prediction_line(d.contract.id, d.contract.text, first.extract(d.contract.text))
         inner = metadata["inner_cv"]
         per_fold.append(
             {"fold": fold, "contracts": len(test), "detect": inner["detect"], "threshold": inner["threshold"]}
@@ -185,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         result = run_scorer(args.scorer, labels_path, predictions_path)
     (args.out / "scores.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print_table(result)
+    first_stage: dict[str, Any] | None = None
+    if args.first_stage_only:
+        ablated_path = args.out / "ablation-first-stage.jsonl"
+        ablated_path.write_text("".join(json.dumps(ablated[d.contract.id]) + "\n" for d in docs_run), encoding="utf-8")
+        ids = {d.contract.id for d in docs_run}
+        first_result = score_subset(args.scorer, labels_path, ablated_path, ids, args.out, "first-stage")
+        first_stage = summary(first_result)
+        print_line("the same fold models, second stage off", first_result)
     holdout: dict[str, Any] | None = None
     if args.holdout_fold is not None:
         held = {d.contract.id for d in docs if models.fold_of(d.contract.id) == args.holdout_fold}
@@ -222,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if holdout is not None:
         record["command"] += f" --holdout-fold {args.holdout_fold}"
         record["holdout"] = holdout
+    if first_stage is not None:
+        record["first_stage_only"] = first_stage
     if args.only:
         args.record = args.out / "crossval-partial.json"
     args.record.parent.mkdir(parents=True, exist_ok=True)

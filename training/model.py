@@ -7,7 +7,10 @@ training contracts) call, so cross-validated numbers measure exactly the shipped
    score the held-out inner fold: out-of-fold scores for every training contract;
 2. per-category calibrators (logistic regression on score, rank, gap to the best, length) are fitted
    on those out-of-fold scores, and the decision threshold and per-contract cap are chosen on them;
-3. classifiers and rankers are refitted on all training contracts.
+3. classifiers and rankers are refitted on all training contracts;
+4. the second stage (`training.second_stage`: a reranker and a stacked presence model, trees) is
+   fitted on the same out-of-fold candidates, given the first stage's calibrated view of them.
+The inner split groups contracts as the outer one does (`training.groups.cv_groups`).
 Nothing of a test contract is seen: not its labels, nor its text (vocabularies come from training text).
 """
 
@@ -32,6 +35,7 @@ from clausework.model.embedded import (
     PRESENCE_FEATURES,
     DocumentFeatures,
     EmbeddedExtractor,
+    Evidence,
     Scored,
     calibration_features,
     featurize,
@@ -40,10 +44,12 @@ from clausework.model.embedded import (
 )
 from clausework.model.features import CsrRows, Vectorizer
 from training.data import Contract, folds, jaccard, words
+from training.groups import cv_groups
+from training.second_stage import fit_second_stage
 
 log = logging.getLogger("training")
 
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 SPAN_CATEGORIES = ["Document Name", "Parties", "Agreement Date", "Effective Date"]
 # Effective Date is also a unit category: a third of its labels are whole sentences.
 UNIT_EXCLUDED = {"Document Name", "Parties", "Agreement Date"}
@@ -209,6 +215,7 @@ class Oof:
     contract: Contract
     scored: dict[str, list[Scored]]
     matches: dict[str, list[list[int]]]
+    evidence: Evidence
 
 
 def _matches(contract: Contract, scored: dict[str, list[Scored]]) -> dict[str, list[list[int]]]:
@@ -335,6 +342,27 @@ def choose_thresholds(
     return {c: round(detect, 3) for c in categories}, rounded, max_spans, chosen
 
 
+def choose_span_thresholds(
+    oof: Sequence[Oof],
+    probabilities: Sequence[dict[str, list[float]]],
+    presence: Sequence[dict[str, float]],
+    categories: Sequence[str],
+    detect: float,
+    max_spans: dict[str, int],
+) -> tuple[float, dict[str, float]]:
+    """The second stage's span thresholds, on its cross-fitted probabilities and presence: the
+    shared one that maximises span F1 + AUPR, then each large category's own (`refine_thresholds`)."""
+    grid = np.arange(0.10, 0.61, 0.05).tolist()
+
+    def objective(t: float) -> float:
+        scores = evaluate_oof(oof, probabilities, presence, categories, detect, t, max_spans)
+        return scores["span_f1"] + scores["span_aupr"]
+
+    threshold = max(grid, key=objective)
+    thresholds = refine_thresholds(oof, probabilities, presence, categories, detect, threshold, max_spans)
+    return round(threshold, 3), {c: round(t, 3) for c, t in thresholds.items()}
+
+
 def refine_thresholds(
     oof: Sequence[Oof],
     probabilities: Sequence[dict[str, list[float]]],
@@ -449,16 +477,18 @@ def fit(
         (row for d in docs for row in d.features.unit_rows), params.unit_min_df, params.unit_vocabulary
     )
     contracts = [d.contract for d in docs]
-    inner = folds(contracts, params.inner_folds, seed=29)
+    inner = folds(contracts, params.inner_folds, seed=29, groups=cv_groups(contracts))
     oof: list[Oof] = []
+    oof_fold: list[int] = []
     for fold in range(params.inner_folds):
         train = [d for d, f in zip(docs, inner, strict=True) if f != fold]
         held = [d for d, f in zip(docs, inner, strict=True) if f == fold]
         arrays = fit_raw(train, categories, params, unit_vectorizer)
         raw = EmbeddedExtractor(arrays, base_metadata(categories, answer_formats))
         for d in held:
-            scored = raw.score(d.contract.text, d.features)
-            oof.append(Oof(d.contract, scored, _matches(d.contract, scored)))
+            evidence = raw.evidence(d.contract.text, d.features)
+            oof.append(Oof(d.contract, evidence.scored, _matches(d.contract, evidence.scored), evidence))
+            oof_fold.append(fold)
         progress(f"inner fold {fold + 1}/{params.inner_folds} done ({time.monotonic() - started:.0f} s)")
     metadata = base_metadata(categories, answer_formats)
     metadata["calibration"] = fit_calibration(oof, categories, params.calibration_c)
@@ -471,6 +501,13 @@ def fit(
     metadata["thresholds"] = thresholds
     metadata["max_spans"] = max_spans
     metadata["inner_cv"] = {"folds": params.inner_folds, **chosen}
+    second = fit_second_stage(oof, oof_fold, EmbeddedExtractor(arrays, metadata))
+    threshold, second_thresholds = choose_span_thresholds(
+        oof, second.probabilities, second.presence, categories, second.metadata["detect"], max_spans
+    )
+    metadata["second_stage"] = {**second.metadata, "threshold": threshold, "thresholds": second_thresholds}
+    arrays.update(second.arrays)
+    progress(f"second stage done ({time.monotonic() - started:.0f} s): {metadata['second_stage']}")
     metadata["params"] = json.loads(json.dumps(params.__dict__))
     progress(f"fit done ({time.monotonic() - started:.0f} s): {chosen}")
     return arrays, metadata

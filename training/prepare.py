@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FEATURE_SOURCES = (
     "clausework/model/*.py",  # segmentation, features, spans, ranker, embedded
     "training/model.py",
+    "training/second_stage.py",
     "training/data.py",  # words(), jaccard() and the inner-CV folds()
+    "training/groups.py",  # the inner-CV groups
 )
 
 

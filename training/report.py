@@ -1,12 +1,15 @@
 """Per-category and per-subset scores of cross-validation predictions, for docs/quality.md.
 
-    python -m training.report out/crossval/predictions.jsonl out/baseline-t0.1/predictions.jsonl
+    python -m training.report out/crossval/predictions.jsonl out/baseline-t0.1/predictions.jsonl \
+        [more baselines...] [--previous OLD_MODEL_PREDICTIONS]
 
 Each category (and each subset of categories) is scored by the CUAD scorer itself, on labels and
 predictions filtered to that category: detection F1 is then the scorer's `per_category_f1`, span F1
 and AUPR are those of the category alone. Prints the markdown tables of docs/quality.md ("Where the
-gain comes from" and "Per category"); the first predictions file is the model, the second the
-baseline. `--ids FILE` (a labels JSONL, e.g. out/crossval/labels-holdout.jsonl) restricts both to
+gain comes from" and "Per category"); the first predictions file is the model, the next ones
+baselines (the subset table shows each; the per-category table the first). `--previous` adds an
+earlier model's predictions beside the model's: its subset rows, and per category its span F1 and
+the change. `--ids FILE` (a labels JSONL, e.g. out/crossval/labels-holdout.jsonl) restricts both to
 those contracts.
 """
 
@@ -71,7 +74,8 @@ def score(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
-    parser.add_argument("baseline", type=Path)
+    parser.add_argument("baseline", type=Path, nargs="+")
+    parser.add_argument("--previous", type=Path, default=None, help="an earlier model's predictions, compared")
     parser.add_argument("--cuad-dir", type=Path, default=DEFAULT_CUAD)
     parser.add_argument("--scorer", type=Path, default=DEFAULT_SCORER)
     parser.add_argument("--ids", type=Path, default=None, help="a labels JSONL: score only its contracts")
@@ -81,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.ids:
         keep = {r["id"] for r in read_jsonl(args.ids)}
         labels = [r for r in labels if r["id"] in keep]
-    model, baseline = read_jsonl(args.model), read_jsonl(args.baseline)
+    model = read_jsonl(args.model)
+    baselines = [(f"baseline {path.parent.name}", read_jsonl(path)) for path in args.baseline]
+    baseline = baselines[0][1]
+    previous = read_jsonl(args.previous) if args.previous else None
+    systems = [("embedded model", model)] + ([("previous model", previous)] if previous else []) + baselines
     counts: dict[str, int] = {}
     for record in labels:
         for category, value in record["clauses"].items():
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         ("Parties, Document Name, Agreement/Effective Date", SHORT_SPANS),
     ):
         n = sum(counts.get(c, 0) for c in subset)
-        for index, (system, predictions) in enumerate((("embedded model", model), ("baseline", baseline))):
+        for index, (system, predictions) in enumerate(systems):
             r = score(scorer, labels, predictions, subset)
             head = f"{title} ({n:,} labels)" if index == 0 else ""
             print(
@@ -104,12 +112,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['spans']['aupr']:.3f} |"
             )
     print()
-    print("| category | labels | detection F1 | span F1 | baseline detection F1 | baseline span F1 |")
-    print("|---|---:|---:|---:|---:|---:|")
+    then = "| previous detection F1 | previous span F1 | span F1 change " if previous else ""
+    print(f"| category | labels | detection F1 | span F1 {then}| baseline detection F1 | baseline span F1 |")
+    print("|---|---:|---:|---:|" + ("---:|---:|---:|" if previous else "") + "---:|---:|")
     for category in sorted(every, key=lambda c: (-counts[c], c)):
         m, b = score(scorer, labels, model, [category]), score(scorer, labels, baseline, [category])
+        was = ""
+        if previous:
+            o = score(scorer, labels, previous, [category])
+            change = m["spans"]["f1"] - o["spans"]["f1"]
+            was = f"{o['detection']['f1']:.3f} | {o['spans']['f1']:.3f} | {change:+.3f} | "
         print(
-            f"| {category} | {counts[category]} | {m['detection']['f1']:.3f} | {m['spans']['f1']:.3f} | "
+            f"| {category} | {counts[category]} | {m['detection']['f1']:.3f} | {m['spans']['f1']:.3f} | {was}"
             f"{b['detection']['f1']:.3f} | {b['spans']['f1']:.3f} |"
         )
     return 0

@@ -147,9 +147,9 @@ class VerifyPlanner:
 
     def plan(self, text: str) -> VerifyPlan:
         units = segment(text)
-        scored = self.model.score(text)
-        probabilities = {c: self.model.calibrated(c, s).tolist() for c, s in scored.items()}
-        presence = {c: self.model.presence(c, s, probabilities[c]) for c, s in scored.items()}
+        # the embedded model's whole decision (second stage included): verify's floor
+        assessment = self.model.assess(self.model.evidence(text))
+        scored, probabilities, presence = assessment.scored, assessment.probabilities, assessment.presence
         plan = VerifyPlan(text, units, headings(text, units), scored, probabilities, presence)
         unit_of = plan.unit_of
         asked: list[tuple[Category, tuple[Proposal, ...]]] = []

@@ -6,9 +6,12 @@ Pipeline (all learned parts are trained by `python -m training.train` on CUAD):
 3. For the short-span categories (Parties, Document Name, Agreement/Effective Date), candidate names,
    titles and dates (`model_spans`) are scored by a per-category logistic ranker (`model_ranker`).
 4. A small per-category calibrator maps each candidate's score, its rank in the document and its
-   length to the probability that it matches a CUAD clause; candidates above the threshold chosen by
-   cross-validation are returned with that probability as confidence.
-5. `answers` normalises typed answers (dates, governing law, parties, renewal and notice terms).
+   length to the probability that it matches a CUAD clause.
+5. The second stage (`second_stage`, gradient-boosted trees run in numpy) reranks unit candidates
+   with every category's scores in view and decides presence from all categories' evidence at once;
+   candidates of present categories above the threshold chosen by cross-validation are returned
+   with that probability as confidence.
+6. `answers` normalises typed answers (dates, governing law, parties, renewal and notice terms).
 
 No pymupdf, no network, no scipy: weights are numpy arrays loaded once per process.
 """
@@ -31,8 +34,10 @@ from clausework.chunking import Piece
 from clausework.clauses import ClauseSpan
 from clausework.model.features import Vectorizer, label_words, terms
 from clausework.model.ranker import candidate_features
+from clausework.model.second_stage import SecondStage, presence_rows, rerank_rows
 from clausework.model.segmentation import Unit, headings, segment
 from clausework.model.spans import Candidate, date_candidates, party_candidates, title_candidates
+from clausework.model.trees import Trees
 
 MODEL_DIR = Path(__file__).resolve().parent / "cuad-sparse-lr"
 # Candidates per category and document handed to the calibrator (by model score).
@@ -56,6 +61,25 @@ class Scored:
     n_words: int
     near_duplicate: bool = False  # span: same words as a better candidate (Jaccard >= 0.5)
     doc_logit: float = 0.0  # whole-document score of the category (does this kind of contract have it?)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the first stage's classifiers say of one text, before calibration."""
+
+    scored: dict[str, list[Scored]]  # per category, its top candidates, best first
+    unit_logits: npt.NDArray[np.float32]  # (n_units, n_unit_categories)
+    unit_of: dict[int, int]  # a unit's start offset -> its index
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The model's view of one text: calibrated candidates and which categories it reports."""
+
+    scored: dict[str, list[Scored]]
+    probabilities: dict[str, list[float]]  # per candidate of `scored`
+    presence: dict[str, float]  # probability that the contract has the category
+    present: dict[str, bool]  # the decision: is the category reported at all
 
 
 def calibration_features(scored: list[Scored]) -> npt.NDArray[np.float64]:
@@ -162,6 +186,18 @@ class EmbeddedExtractor:
         self._presence = {c: np.asarray(w, dtype=np.float64) for c, w in presence.items()}
         self._detect: dict[str, float] = dict(metadata["detect"])
         self._max_spans: dict[str, int] = dict(metadata["max_spans"])
+        second: dict[str, Any] | None = metadata.get("second_stage")
+        self.second_stage = (
+            SecondStage(
+                Trees.from_arrays(arrays, "rerank"),
+                Trees.from_arrays(arrays, "stack"),
+                float(second["detect"]),
+                float(second["blend"]),
+                {c: float(t) for c, t in second["thresholds"].items()},
+            )
+            if second
+            else None
+        )
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> EmbeddedExtractor:
@@ -176,12 +212,17 @@ class EmbeddedExtractor:
 
     def score(self, text: str, features: DocumentFeatures | None = None) -> dict[str, list[Scored]]:
         """Every category's top candidates with raw scores, best first (training calibrates these)."""
+        return self.evidence(text, features).scored
+
+    def evidence(self, text: str, features: DocumentFeatures | None = None) -> Evidence:
+        """The candidates with raw scores, and every unit's score for every unit category."""
         doc = features if features is not None else featurize(text)
         out: dict[str, list[Scored]] = {c: [] for c in self.categories}
+        unit_logits = np.zeros((len(doc.units), len(self._units.categories)), dtype=np.float32)
         if doc.units:
-            logits = self._units.logits(doc.unit_rows, binary=False)
+            unit_logits = self._units.logits(doc.unit_rows, binary=False)
             for column, category in enumerate(self._units.categories):
-                out[category].extend(_unit_candidates(category, doc, logits[:, column]))
+                out[category].extend(_unit_candidates(category, doc, unit_logits[:, column]))
         for pool, (candidates, rows, keys) in doc.pools.items():
             categories = [c for c, p in POOLS.items() if p == pool and c in self._ranker.categories]
             if not categories or not candidates:
@@ -202,17 +243,17 @@ class EmbeddedExtractor:
             out[category] = sorted(
                 (replace(s, doc_logit=column) for s in out[category]), key=lambda s: (-s.logit, s.start)
             )
-        return out
+        return Evidence(out, unit_logits, {u.start: i for i, u in enumerate(doc.units)})
 
     # -- decoding ------------------------------------------------------------------------------
 
     def threshold(self, category: str) -> float:
-        """Calibrated probability a second (third...) span of a present category must reach."""
-        return self._thresholds[category]
+        """Probability (`Assessment.probabilities`) a second (third...) span of a present category must reach."""
+        return self.second_stage.thresholds[category] if self.second_stage else self._thresholds[category]
 
     def detect(self, category: str) -> float:
-        """Presence probability above which the category is reported at all."""
-        return self._detect[category]
+        """Presence probability (`Assessment.presence`) from which the category is reported at all."""
+        return self.second_stage.detect if self.second_stage else self._detect[category]
 
     def max_spans(self, category: str) -> int:
         return self._max_spans[category]
@@ -229,19 +270,78 @@ class EmbeddedExtractor:
         z = float(presence_features(scored, probabilities) @ self._presence[category])
         return 1.0 / (1.0 + math.exp(-z))
 
-    def decide(self, scored: dict[str, list[Scored]]) -> list[tuple[Scored, float]]:
-        """Calibrate, decide presence, threshold, cap per category and drop overlaps."""
+    def first_stage(self, evidence: Evidence) -> tuple[dict[str, list[float]], dict[str, float]]:
+        """Each category's calibrated probabilities and presence, from its own evidence alone."""
+        probabilities = {c: self.calibrated(c, s).tolist() for c, s in evidence.scored.items()}
+        presence = {c: self.presence(c, s, probabilities[c]) for c, s in evidence.scored.items()}
+        return probabilities, presence
+
+    def rerank_inputs(
+        self, evidence: Evidence, probabilities: dict[str, list[float]], presence: dict[str, float]
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """The second-stage reranker's rows per reranked category (the unit categories but dates)."""
+        return {
+            category: rerank_rows(
+                self.categories.index(category),
+                column,
+                evidence.scored[category],
+                probabilities[category],
+                presence[category],
+                self._thresholds[category],
+                evidence.unit_logits,
+                evidence.unit_of,
+            )
+            for column, category in enumerate(self._units.categories)
+            if category not in POOLS
+        }
+
+    def presence_inputs(
+        self,
+        evidence: Evidence,
+        probabilities: dict[str, list[float]],
+        presence: dict[str, float],
+        reranked: dict[str, list[float]],
+    ) -> npt.NDArray[np.float64]:
+        """The stacked presence model's rows, one per category; `reranked`: the reranker's own output."""
+        scored = evidence.scored
+        return presence_rows(
+            [presence[c] for c in self.categories],
+            [probabilities[c] for c in self.categories],
+            [reranked.get(c, []) for c in self.categories],
+            [scored[c][0].doc_logit if scored[c] else 0.0 for c in self.categories],
+            [self._detect[c] for c in self.categories],
+        )
+
+    def assess(self, evidence: Evidence) -> Assessment:
+        """Calibrate, rerank and decide presence (the second stage, when the artefact has one)."""
+        probabilities, presence = self.first_stage(evidence)
+        second = self.second_stage
+        if second is None:
+            present = {c: presence[c] >= self._detect[c] for c in self.categories}
+            return Assessment(evidence.scored, probabilities, presence, present)
+        rows = self.rerank_inputs(evidence, probabilities, presence)
+        reranked = {c: second.reranker.probability(x).tolist() for c, x in rows.items() if len(x)}
+        stacked = second.presence.probability(self.presence_inputs(evidence, probabilities, presence, reranked))
+        blended = {
+            c: [second.blend * q + (1 - second.blend) * p for q, p in zip(reranked[c], probabilities[c], strict=True)]
+            for c in reranked
+        }
+        stacked_presence = dict(zip(self.categories, stacked.tolist(), strict=True))
+        present = {c: stacked_presence[c] >= second.detect for c in self.categories}
+        return Assessment(evidence.scored, {**probabilities, **blended}, stacked_presence, present)
+
+    def decide(self, assessment: Assessment) -> list[tuple[Scored, float]]:
+        """Threshold and cap each reported category's candidates and drop overlaps."""
         out: list[tuple[Scored, float]] = []
-        for category, candidates in scored.items():
-            probabilities = self.calibrated(category, candidates).tolist()
-            if self.presence(category, candidates, probabilities) < self._detect[category]:
-                continue
-            out.extend(keep_spans(candidates, probabilities, self._thresholds[category], self._max_spans[category]))
+        for category, candidates in assessment.scored.items():
+            if assessment.present[category]:
+                probabilities = assessment.probabilities[category]
+                out.extend(keep_spans(candidates, probabilities, self.threshold(category), self._max_spans[category]))
         return out
 
     def extract(self, text: str) -> list[ClauseSpan]:
         """Clauses of the text, sorted by char_start; `text[char_start:char_end]` is each clause verbatim."""
-        return self.finish(text, self.decide(self.score(text)))
+        return self.finish(text, self.decide(self.assess(self.evidence(text))))
 
     def finish(self, text: str, decided: list[tuple[Scored, float]]) -> list[ClauseSpan]:
         """Decided spans as clauses with normalised answers (also the LLM verify strategy's last step)."""
@@ -351,15 +451,14 @@ class EmbeddedSelector:
         self.min_presence = min_presence
 
     def __call__(self, text: str, pieces: Sequence[Piece], categories: Sequence[str]) -> list[list[float]]:
-        scored = self.model.score(text)
+        assessment = self.model.assess(self.model.evidence(text))
         starts = [p.start for p in pieces]
         rows: list[list[float]] = []
         for category in categories:
             row = [0.0] * len(pieces)
-            candidates = scored.get(category, [])
-            probabilities = self.model.calibrated(category, candidates).tolist() if candidates else []
-            present = self.model.presence(category, candidates, probabilities) if candidates else 0.0
-            if present >= self.min_presence:
+            candidates = assessment.scored.get(category, [])
+            probabilities = assessment.probabilities.get(category, [])
+            if candidates and assessment.presence[category] >= self.min_presence:
                 for candidate, probability in zip(candidates, probabilities, strict=True):
                     # every passage the candidate touches (a clause may straddle a passage boundary)
                     first = max(0, bisect.bisect_right(starts, candidate.start) - 1)

@@ -74,9 +74,13 @@ def tree(tmp_path: Path) -> Path:
         "clausework/model/spans.py",
         "clausework/model/ranker.py",
         "clausework/model/embedded.py",
+        "clausework/model/second_stage.py",
+        "clausework/model/trees.py",
         "clausework/answers.py",
         "training/model.py",
+        "training/second_stage.py",
         "training/data.py",
+        "training/groups.py",
         "training/crossval.py",
     ]:
         path = tmp_path / name
@@ -100,8 +104,12 @@ def corpus() -> list[data.Contract]:
         "clausework/model/spans.py",
         "clausework/model/ranker.py",
         "clausework/model/embedded.py",
+        "clausework/model/second_stage.py",
+        "clausework/model/trees.py",
         "training/model.py",
+        "training/second_stage.py",
         "training/data.py",
+        "training/groups.py",
     ],
 )
 def test_an_edit_to_a_feature_source_changes_both_keys(tree: Path, edited: str) -> None:

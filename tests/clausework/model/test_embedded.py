@@ -14,6 +14,7 @@ import pytest
 from clausework.chunking import Piece
 from clausework.clauses import ClauseSpan
 from clausework.model.embedded import MODEL_DIR, EmbeddedExtractor, EmbeddedSelector
+from clausework.model.trees import Trees
 from tests.conftest import ROOT
 
 CONTRACT = (
@@ -160,3 +161,42 @@ def test_selector_skips_categories_the_model_finds_absent(extractor: EmbeddedExt
     gated = EmbeddedSelector(extractor, min_presence=0.5)(CONTRACT, pieces, [absent, present])
     assert everything[0][0] > 0, "without a presence floor every category keeps its best passage"
     assert gated == [[0.0], everything[1]]
+
+
+def _with_second_stage(
+    extractor: EmbeddedExtractor, *, presence: Trees | None = None, reranker: Trees | None = None
+) -> EmbeddedExtractor:
+    """The shipped model with parts of its second stage replaced (the arrays are shared, not copied)."""
+    from dataclasses import replace
+
+    changed = EmbeddedExtractor.__new__(EmbeddedExtractor)
+    changed.__dict__.update(extractor.__dict__)
+    stage = extractor.second_stage
+    assert stage is not None
+    changed.second_stage = replace(stage, presence=presence or stage.presence, reranker=reranker or stage.reranker)
+    return changed
+
+
+def _constant(trees: Trees, raw: float) -> Trees:
+    from dataclasses import replace
+
+    return replace(trees, roots=trees.roots[:0], baseline=raw)
+
+
+def test_the_shipped_model_decides_with_its_second_stage(extractor: EmbeddedExtractor) -> None:
+    """Presence comes from the stacked model and unit probabilities from the reranker blend: a
+    model that bypassed either would not change its output when they change."""
+    stage = extractor.second_stage
+    assert stage is not None and extractor.metadata["second_stage"]["detect"] == stage.detect
+    assert extractor.extract(CONTRACT)
+    nothing_present = _with_second_stage(extractor, presence=_constant(stage.presence, -30.0))
+    assert nothing_present.extract(CONTRACT) == []
+    evidence = extractor.evidence(CONTRACT)
+    first, _ = extractor.first_stage(evidence)
+    sure = _with_second_stage(extractor, reranker=_constant(stage.reranker, 30.0))
+    reranked = sure.assess(evidence).probabilities
+    assert reranked["Governing Law"] == pytest.approx(
+        [stage.blend + (1 - stage.blend) * p for p in first["Governing Law"]]
+    )
+    assert reranked["Parties"] == first["Parties"]  # span categories keep their calibrated probability
+    assert extractor.assess(evidence).probabilities["Governing Law"] != first["Governing Law"]
