@@ -47,8 +47,11 @@ VERIFY_VERSION = "verify-v1"
 SCHEMA_NAME = "cuad_verdicts"
 # Candidates judged per category, best calibrated probability first.
 PER_CATEGORY = 3
-# Categories the embedded model judges less likely present than this are not asked.
-MIN_PRESENCE = 0.02
+# Categories the embedded model judges less likely present than this are not asked. 0.02 with model
+# 1.0.0's presence; its stacked presence (2.0.0) runs higher on absent categories, and at 0.02 verify
+# planned 3,065 prompt tokens per contract on make eval-llm's 20 contracts (0.301x the whole
+# contract's), at 0.03 2,863 (0.281x): docs/llm-backends.md.
+MIN_PRESENCE = 0.03
 # A proposed unit is cut to this many words (the judgement needs the clause's opening, not all of it),
 # a unit shown only as the possible continuation of one to fewer. With 80 and 80 words verify's prompt
 # was 0.31x the whole contract's on the 20 contracts of `make eval-llm`; with 60 and 20, 0.29x.
