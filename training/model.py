@@ -50,6 +50,8 @@ from training.second_stage import fit_second_stage
 log = logging.getLogger("training")
 
 VERSION = "2.0.0"
+# span thresholds tried, for the first stage and again for the second
+THRESHOLD_GRID = np.arange(0.10, 0.61, 0.05).tolist()
 SPAN_CATEGORIES = ["Document Name", "Parties", "Agreement Date", "Effective Date"]
 # Effective Date is also a unit category: a third of its labels are whole sentences.
 UNIT_EXCLUDED = {"Document Name", "Parties", "Agreement Date"}
@@ -213,9 +215,12 @@ class Oof:
     """Out-of-fold candidates of one contract, with the labels (indices) each one matches."""
 
     contract: Contract
-    scored: dict[str, list[Scored]]
-    matches: dict[str, list[list[int]]]
     evidence: Evidence
+    matches: dict[str, list[list[int]]]  # per category, per candidate of `scored`
+
+    @property
+    def scored(self) -> dict[str, list[Scored]]:
+        return self.evidence.scored
 
 
 def _matches(contract: Contract, scored: dict[str, list[Scored]]) -> dict[str, list[list[int]]]:
@@ -324,7 +329,7 @@ def choose_thresholds(
     results = {}
     best = (-1.0, 0.5, 0.5)
     for detect in np.arange(0.20, 0.71, 0.05).tolist():
-        for threshold in np.arange(0.10, 0.61, 0.05).tolist():
+        for threshold in THRESHOLD_GRID:
             scores = evaluate_oof(oof, probabilities, presence, categories, detect, threshold, max_spans)
             results[f"{detect:.2f}/{threshold:.2f}"] = scores
             objective = scores["detection_f1"] + scores["span_f1"] + scores["span_aupr"]
@@ -352,13 +357,12 @@ def choose_span_thresholds(
 ) -> tuple[float, dict[str, float]]:
     """The second stage's span thresholds, on its cross-fitted probabilities and presence: the
     shared one that maximises span F1 + AUPR, then each large category's own (`refine_thresholds`)."""
-    grid = np.arange(0.10, 0.61, 0.05).tolist()
 
     def objective(t: float) -> float:
         scores = evaluate_oof(oof, probabilities, presence, categories, detect, t, max_spans)
         return scores["span_f1"] + scores["span_aupr"]
 
-    threshold = max(grid, key=objective)
+    threshold = max(THRESHOLD_GRID, key=objective)
     thresholds = refine_thresholds(oof, probabilities, presence, categories, detect, threshold, max_spans)
     return round(threshold, 3), {c: round(t, 3) for c, t in thresholds.items()}
 
@@ -487,7 +491,7 @@ def fit(
         raw = EmbeddedExtractor(arrays, base_metadata(categories, answer_formats))
         for d in held:
             evidence = raw.evidence(d.contract.text, d.features)
-            oof.append(Oof(d.contract, evidence.scored, _matches(d.contract, evidence.scored), evidence))
+            oof.append(Oof(d.contract, evidence, _matches(d.contract, evidence.scored)))
             oof_fold.append(fold)
         progress(f"inner fold {fold + 1}/{params.inner_folds} done ({time.monotonic() - started:.0f} s)")
     metadata = base_metadata(categories, answer_formats)

@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from clausework.model.embedded import EmbeddedExtractor, Evidence
+from clausework.model.embedded import EmbeddedExtractor
+from clausework.model.second_stage import blend
 from clausework.model.trees import Trees
-from training.data import Contract, jaccard, words
 
 if TYPE_CHECKING:
     from training.model import Oof
@@ -88,12 +88,6 @@ def export(model: HistGradientBoostingClassifier) -> Trees:
     )
 
 
-def _matches(contract: Contract, category: str, evidence: Evidence) -> list[bool]:
-    golds = contract.gold_words.get(category, [])
-    text = contract.text
-    return [any(jaccard(words(text[s.start : s.end]), g) >= 0.5 for g in golds) for s in evidence.scored[category]]
-
-
 def _cross_fitted(
     make: Callable[[], HistGradientBoostingClassifier],
     x: npt.NDArray[np.float64],
@@ -133,7 +127,7 @@ def fit_second_stage(oof: Sequence[Oof], inner: Sequence[int], first: EmbeddedEx
     for o, f, r in zip(oof, inner, rows, strict=True):
         for name in reranked_names:
             x_parts.append(r[name])
-            y_parts.append(np.asarray(_matches(o.contract, name, o.evidence), dtype=bool))
+            y_parts.append(np.array([bool(m) for m in o.matches[name]], dtype=bool))
             fold_parts.append(np.full(len(r[name]), f))
     x, y, fold = np.vstack(x_parts), np.concatenate(y_parts), np.concatenate(fold_parts)
     log.info("second stage: reranker on %d candidates (%d match)", len(y), int(y.sum()))
@@ -148,12 +142,7 @@ def fit_second_stage(oof: Sequence[Oof], inner: Sequence[int], first: EmbeddedEx
         for name in reranked_names:
             reranked[name] = crossed[cursor : cursor + len(r[name])].tolist()
             cursor += len(r[name])
-        blended.append(
-            {
-                **p,
-                **{n: [BLEND * a + (1 - BLEND) * b for a, b in zip(v, p[n], strict=True)] for n, v in reranked.items()},
-            }
-        )
+        blended.append({**p, **{n: blend(BLEND, v, p[n]) for n, v in reranked.items()}})
         presence_x.append(first.presence_inputs(o.evidence, p, q, reranked))
         presence_y.append(np.array([c in o.contract.gold for c in categories]))
         presence_fold.append(np.full(len(categories), f))

@@ -34,7 +34,7 @@ from clausework.chunking import Piece
 from clausework.clauses import ClauseSpan
 from clausework.model.features import Vectorizer, label_words, terms
 from clausework.model.ranker import candidate_features
-from clausework.model.second_stage import SecondStage, presence_rows, rerank_rows
+from clausework.model.second_stage import SecondStage, blend, presence_rows, rerank_rows
 from clausework.model.segmentation import Unit, headings, segment
 from clausework.model.spans import Candidate, date_candidates, party_candidates, title_candidates
 from clausework.model.trees import Trees
@@ -322,10 +322,7 @@ class EmbeddedExtractor:
         rows = self.rerank_inputs(evidence, probabilities, presence)
         reranked = {c: second.reranker.probability(x).tolist() for c, x in rows.items() if len(x)}
         stacked = second.presence.probability(self.presence_inputs(evidence, probabilities, presence, reranked))
-        blended = {
-            c: [second.blend * q + (1 - second.blend) * p for q, p in zip(reranked[c], probabilities[c], strict=True)]
-            for c in reranked
-        }
+        blended = {c: blend(second.blend, q, probabilities[c]) for c, q in reranked.items()}
         stacked_presence = dict(zip(self.categories, stacked.tolist(), strict=True))
         present = {c: stacked_presence[c] >= second.detect for c in self.categories}
         return Assessment(evidence.scored, {**probabilities, **blended}, stacked_presence, present)

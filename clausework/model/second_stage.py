@@ -128,6 +128,11 @@ def presence_rows(
     return out
 
 
+def blend(weight: float, reranked: Sequence[float], calibrated: Sequence[float]) -> list[float]:
+    """A candidate's second-stage probability: `weight` x the reranker's + the rest x the calibrated."""
+    return [weight * q + (1 - weight) * p for q, p in zip(reranked, calibrated, strict=True)]
+
+
 @dataclass(frozen=True)
 class SecondStage:
     """The two tree models and the decision constants chosen with them in training."""
