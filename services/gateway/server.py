@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import empty_pb2
 
-from clausework.pipeline import TERMINAL_STATES
+from clausework.pipeline import TERMINAL_STATES, new_upload_key
 from clausework.runtime.errors import InvalidArgument
 from clausework.runtime.webhook_targets import TargetPolicy
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
@@ -104,14 +103,15 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         declared = check_declared_size(metadata.size_bytes, self._max_stream_upload_bytes)
         request_id = check_request_id(metadata.request_id)
         options = await check_options(metadata.options, self._webhook_policy)
-        upload_key = f"uploads/{uuid.uuid4()}.pdf"
+        upload_key = new_upload_key()
         digest = hashlib.sha256()
         size = 0
         failures: list[Exception] = []
+        finished = False
 
         async def chunks() -> AsyncIterator[store_pb2.WriteObjectRequest]:
             """Forward chunks as they come, hashing and counting; never the whole file in memory."""
-            nonlocal size
+            nonlocal size, finished
             head = b""
             try:
                 yield store_pb2.WriteObjectRequest(key=upload_key)
@@ -133,6 +133,7 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
                 check_content(head, self._max_stream_upload_bytes)
                 if declared and size != declared:
                     raise size_mismatch(declared, size)
+                finished = True  # from here on the store may hold the object
                 yield store_pb2.WriteObjectRequest(finish=True)  # without it the store writes nothing
             except Exception as exc:  # grpc swallows request-iterator errors; keep ours for the client
                 failures.append(exc)
@@ -141,26 +142,47 @@ class ExtractionServicer(extraction_pb2_grpc.ExtractionServiceServicer):
         # If the client's stream fails or breaks a rule, the write is cancelled before its finish message
         # and the store writes nothing (small objects are written at the end, multipart uploads aborted).
         try:
-            await self._store.WriteObject(chunks(), timeout=UPLOAD_TIMEOUT_SECONDS)
-        except (grpc.aio.AioRpcError, asyncio.CancelledError):
-            if failures:
-                raise failures[0] from None
+            try:
+                await self._store.WriteObject(chunks(), timeout=UPLOAD_TIMEOUT_SECONDS)
+            except (grpc.aio.AioRpcError, asyncio.CancelledError):
+                if failures:
+                    raise failures[0] from None
+                raise
+            created = await self._store.CreateExtraction(
+                store_pb2.CreateExtractionRequest(
+                    filename=clean_filename(metadata.filename),
+                    request_id=request_id,
+                    tenant=tenant,
+                    reprocess=metadata.options.reprocess,
+                    retention=options.retention,
+                    webhook_url=options.webhook_url,
+                    upload_key=upload_key,
+                    upload_sha256=digest.hexdigest(),
+                    upload_size_bytes=size,
+                ),
+                timeout=STORE_TIMEOUT_SECONDS,
+            )
+        except BaseException:
+            # The client cancelled (or the store failed) after the finish message: the object may be
+            # written with nothing to register it. CreateExtraction deletes it when it runs; this covers the
+            # calls that never reached it. The janitor remains for a gateway that dies here.
+            if finished:
+                await self._discard(upload_key)
             raise
-        created = await self._store.CreateExtraction(
-            store_pb2.CreateExtractionRequest(
-                filename=clean_filename(metadata.filename),
-                request_id=request_id,
-                tenant=tenant,
-                reprocess=metadata.options.reprocess,
-                retention=options.retention,
-                webhook_url=options.webhook_url,
-                upload_key=upload_key,
-                upload_sha256=digest.hexdigest(),
-                upload_size_bytes=size,
-            ),
-            timeout=STORE_TIMEOUT_SECONDS,
-        )
         return await self._accepted(created, size, tenant)
+
+    async def _discard(self, upload_key: str) -> None:
+        """DiscardUpload, shielded from the cancellation that brought us here; a failure is logged only
+        (the janitor sweeps what is left), so the client sees the error that ended its upload."""
+        discard = asyncio.ensure_future(
+            self._store.DiscardUpload(store_pb2.DiscardUploadRequest(key=upload_key), timeout=STORE_TIMEOUT_SECONDS)
+        )
+        try:
+            await asyncio.shield(discard)
+        except asyncio.CancelledError:
+            pass  # cancelled again: the discard goes on by itself
+        except grpc.aio.AioRpcError as exc:
+            log.warning("an abandoned upload was not discarded", extra={"key": upload_key, "error": exc.details()})
 
     async def _accepted(self, created: store_pb2.CreateExtractionResponse, size: int, tenant: str) -> pb.Extraction:
         extraction = created.extraction

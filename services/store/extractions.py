@@ -39,7 +39,13 @@ import asyncpg
 from google.protobuf import json_format, timestamp_pb2
 from prometheus_client import Counter
 
-from clausework.pipeline import MAX_FILENAME_CHARS, MAX_REQUEST_ID_CHARS, TERMINAL_STATES
+from clausework.pipeline import (
+    MAX_FILENAME_CHARS,
+    MAX_REQUEST_ID_CHARS,
+    TERMINAL_STATES,
+    UPLOADS_PREFIX,
+    is_upload_key,
+)
 from clausework.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, register_transient
 from clausework.runtime.telemetry import current_trace_carrier
 from contracts.internal.v1 import llm_pb2
@@ -242,8 +248,8 @@ class ExtractionStore:
             raise InvalidArgument(f"filename is longer than {MAX_FILENAME_CHARS} characters")
         tenant = tenant or DEFAULT_TENANT
         if upload.upload_key:
-            if not upload.upload_key.startswith("uploads/") or len(upload.sha256) != 64 or upload.size_bytes <= 0:
-                raise InvalidArgument("upload_key must name an uploads/ object, with its sha256 and size")
+            if not is_upload_key(upload.upload_key) or len(upload.sha256) != 64 or upload.size_bytes <= 0:
+                raise InvalidArgument(f"upload_key must name an {UPLOADS_PREFIX} object, with its sha256 and size")
             sha256, size = upload.sha256, upload.size_bytes
         elif upload.content:
             sha256, size = hashlib.sha256(upload.content).hexdigest(), len(upload.content)
@@ -294,6 +300,13 @@ class ExtractionStore:
         EXTRACTIONS.labels("PENDING").inc()
         log.info("extraction created", extra={"extraction_id": str(row["id"]), "size_bytes": size})
         return Created(_to_message(row), True, key)
+
+    async def discard_upload(self, upload_key: str) -> None:
+        """Delete an upload its gateway will not register. Safe against a create of the same key still
+        running: that create either copied the object first (and goes on) or fails on the copy (no row)."""
+        if not is_upload_key(upload_key):
+            raise InvalidArgument(f"only {UPLOADS_PREFIX} objects can be discarded, not {upload_key!r}")
+        await self._objects.delete(upload_key)
 
     async def _write_document(self, upload: Upload, key: str) -> None:
         if upload.upload_key:

@@ -21,13 +21,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from prometheus_client import Counter
 
+from clausework.pipeline import UPLOADS_PREFIX
 from contracts.v1 import extraction_pb2 as pb
 from services.store.extractions import ExtractionStore
 from services.store.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
-UPLOADS_PREFIX = "uploads/"
 SWEEP_BATCH = 500
 
 SWEPT = Counter(

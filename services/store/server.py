@@ -125,6 +125,12 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         size = await self._objects.put_stream(first.key, chunks())
         return store_pb2.WriteObjectResponse(key=first.key, size_bytes=size)
 
+    async def DiscardUpload(
+        self, request: store_pb2.DiscardUploadRequest, context: Context[object, object]
+    ) -> empty_pb2.Empty:
+        await self._extractions.discard_upload(request.key)
+        return empty_pb2.Empty()
+
     async def DeleteExtraction(
         self, request: store_pb2.DeleteExtractionRequest, context: Context[object, object]
     ) -> empty_pb2.Empty:

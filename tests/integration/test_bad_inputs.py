@@ -329,6 +329,26 @@ async def test_store_writes_nothing_for_a_stream_without_finish(stack: Stack, ob
     await objects.delete(key)
 
 
+async def test_store_discards_uploads_only(stack: Stack, objects: ObjectStore) -> None:
+    """DiscardUpload (the gateway's for an upload whose client gave up after the last chunk) deletes an
+    uploads/ object, again harmlessly, and refuses every other key."""
+    key = f"uploads/{uuid.uuid4()}.pdf"
+    await objects.put(key, b"%PDF-1.7 abandoned")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.port('store')}") as channel:
+        store = store_pb2_grpc.StoreServiceStub(channel)
+        for _ in range(2):
+            await store.DiscardUpload(store_pb2.DiscardUploadRequest(key=key), timeout=10)
+            assert not await objects.exists(key)
+        document = f"results/{uuid.uuid4()}.json"
+        await objects.put(document, b"{}")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await store.DiscardUpload(store_pb2.DiscardUploadRequest(key=document), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "only uploads/ objects can be discarded" in (raised.value.details() or "")
+    assert await objects.exists(document)
+    await objects.delete(document)
+
+
 async def test_uploads_over_the_tenant_cap_are_refused_before_their_body_is_read(
     strict: Target, db: asyncpg.Pool, objects: ObjectStore
 ) -> None:
@@ -376,9 +396,9 @@ async def test_uploads_over_the_tenant_cap_are_refused_before_their_body_is_read
             assert elapsed < REFUSE_SECONDS
             assert growth <= OVER_CAP_GROWTH_MIB, f"gateway peak RSS grew {growth} MiB"
         finally:
-            stop.set()
             for call in held:
                 call.cancel()
+            stop.set()  # after the cancels: a stream that ended first would be a complete upload
     # Cancelled before their finish message: the held uploads leave nothing behind either (each
     # cancelled stream deletes its partial object as it unwinds: on busy cores that can take seconds).
     deadline = time.monotonic() + 20

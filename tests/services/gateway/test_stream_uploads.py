@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import empty_pb2
 
 from clausework.runtime.errors import ErrorInterceptor, error_reason
 from contracts.internal.v1 import store_pb2, store_pb2_grpc
@@ -29,6 +30,11 @@ IDLE_SECONDS = 0.5
 class FakeStore(store_pb2_grpc.StoreServiceServicer):
     writes: list[tuple[str, int, bool]] = field(default_factory=list)  # (key, bytes received, finished)
     created: list[store_pb2.CreateExtractionRequest] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)
+    # Faults: hold the named RPC's answer until the call is cancelled, or fail CreateExtraction.
+    hold: str = ""
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    fail_create: bool = False
 
     async def WriteObject(self, request_iterator: AsyncIterator[store_pb2.WriteObjectRequest], context: Any) -> Any:
         key, size, finished = "", 0, False
@@ -39,16 +45,29 @@ class FakeStore(store_pb2_grpc.StoreServiceServicer):
                 finished = finished or message.finish
         finally:
             self.writes.append((key, size, finished))
+        await self._held("WriteObject")
         return store_pb2.WriteObjectResponse(key=key, size_bytes=size)
 
     async def CreateExtraction(self, request: store_pb2.CreateExtractionRequest, context: Any) -> Any:
         self.created.append(request)
+        await self._held("CreateExtraction")
+        if self.fail_create:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is restarting")
         return store_pb2.CreateExtractionResponse(extraction=pb.Extraction(id="e1"), created=True)
+
+    async def DiscardUpload(self, request: store_pb2.DiscardUploadRequest, context: Any) -> Any:
+        self.discarded.append(request.key)
+        return empty_pb2.Empty()
+
+    async def _held(self, rpc: str) -> None:
+        if self.hold == rpc:
+            self.holding.set()
+            await asyncio.Event().wait()  # until the gateway cancels the call
 
 
 @pytest.fixture
 async def setup() -> AsyncIterator[tuple[FakeStore, extraction_pb2_grpc.ExtractionServiceAsyncStub]]:
-    fake = FakeStore()  # type: ignore[abstract]  # only the two RPCs the gateway's uploads use
+    fake = FakeStore()  # type: ignore[abstract]  # only the RPCs the gateway's uploads use
     store = grpc.aio.server()
     store_pb2_grpc.add_StoreServiceServicer_to_server(fake, store)
     store_port = store.add_insecure_port("127.0.0.1:0")
@@ -126,16 +145,20 @@ async def test_more_than_declared_is_refused_as_soon_as_exceeded(setup: Any) -> 
     fake, api = setup
     sent = 0
 
-    async def counted() -> AsyncIterator[pb.UploadExtractionRequest]:
+    async def paused_after_the_excess() -> AsyncIterator[pb.UploadExtractionRequest]:
+        """Up to the first chunk past the declared size, then nothing: a gateway that refused only at the
+        end of the stream would never answer, and the call would end DEADLINE_EXCEEDED instead. (Counting
+        what the client managed to send is no test: HTTP/2 flow-control windows grow to megabytes.)"""
         nonlocal sent
         async for message in messages(2500, PDF + b"y" * 100_000):
             sent += len(message.chunk)
             yield message
+            if sent > 2500:
+                await asyncio.Event().wait()
 
-    error = await refused(api, counted())
+    error = await refused(api, paused_after_the_excess())
     assert (error.code(), error_reason(error)) == (grpc.StatusCode.INVALID_ARGUMENT, "SIZE_MISMATCH")
     assert "declared size_bytes 2,500 but more than 2,500 bytes arrived" in (error.details() or "")
-    assert sent < 50_000, "refused when exceeded, not at the end"
     [(size, finished)] = await written(fake)
     assert size <= 2000 and not finished, "the exceeding chunk is not sent on, nor a finish"
     assert fake.created == []
@@ -147,7 +170,7 @@ async def test_less_than_declared_is_refused_at_the_end_before_finish(setup: Any
     assert (error.code(), error_reason(error)) == (grpc.StatusCode.INVALID_ARGUMENT, "SIZE_MISMATCH")
     assert f"but {len(PDF):,} bytes arrived" in (error.details() or "")
     assert await written(fake) == [(len(PDF), False)]
-    assert fake.created == []
+    assert fake.created == [] and fake.discarded == [], "nothing was written, so nothing to discard"
 
 
 @pytest.mark.parametrize("where", ["after-metadata", "before-metadata"])
@@ -167,3 +190,34 @@ async def test_a_stalled_stream_times_out_and_stores_nothing(setup: Any, where: 
     assert IDLE_SECONDS <= elapsed < IDLE_SECONDS * 4
     assert all(not finished for _, finished in await written(fake))
     assert fake.created == []
+
+
+async def discarded(fake: FakeStore) -> list[str]:
+    for _ in range(500):
+        if fake.discarded:
+            break
+        await asyncio.sleep(0.01)
+    return fake.discarded
+
+
+@pytest.mark.parametrize("rpc", ["WriteObject", "CreateExtraction"])
+async def test_an_upload_cancelled_after_its_last_chunk_is_discarded(setup: Any, rpc: str) -> None:
+    """The client sent everything, then gave up before the answer: the store may hold the whole object
+    (WriteObject got its finish) with no extraction to own it, so the gateway discards it."""
+    fake, api = setup
+    fake.hold = rpc
+    call = api.UploadExtraction(messages(0), metadata=(("authorization", f"Bearer {KEY}"),), timeout=10)
+    await asyncio.wait_for(fake.holding.wait(), 5)
+    call.cancel()
+    [(key, size, finished)] = fake.writes
+    assert (size, finished) == (len(PDF), True)
+    assert await discarded(fake) == [key]
+
+
+async def test_an_upload_the_store_fails_to_register_is_discarded(setup: Any) -> None:
+    fake, api = setup
+    fake.fail_create = True
+    error = await refused(api, messages(0))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, "the client sees the store's error, to retry"
+    [(key, _, _)] = fake.writes
+    assert await discarded(fake) == [key]

@@ -532,6 +532,28 @@ class WriteObjectResponse(_message.Message):
 Global___WriteObjectResponse: _TypeAlias = WriteObjectResponse  # noqa: Y015
 
 @_typing.final
+class DiscardUploadRequest(_message.Message):
+    """Request for DiscardUpload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The key WriteObject wrote, under uploads/."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiscardUploadRequest: _TypeAlias = DiscardUploadRequest  # noqa: Y015
+
+@_typing.final
 class DeleteExtractionRequest(_message.Message):
     """Request for DeleteExtraction."""
 

@@ -82,6 +82,11 @@ class StoreServiceStub:
                 request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectRequest.SerializeToString,
                 response_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectResponse.FromString,
                 _registered_method=True)
+        self.DiscardUpload = channel.unary_unary(
+                '/contracts.internal.v1.StoreService/DiscardUpload',
+                request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.DiscardUploadRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.DeleteExtraction = channel.unary_unary(
                 '/contracts.internal.v1.StoreService/DeleteExtraction',
                 request_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.DeleteExtractionRequest.SerializeToString,
@@ -185,6 +190,14 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiscardUpload(self, request, context):
+        """Deletes an uploads/ object that its gateway wrote but will not register (the client cancelled, or
+        CreateExtraction failed, after WriteObject's finish). Idempotent; INVALID_ARGUMENT for any other key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteExtraction(self, request, context):
         """Records a durable delete request (delete_requested_time): the extraction is hidden from Get, List,
         Watch and the public Cancel at once, running work gets a cancel request, and the relay starts its
@@ -272,6 +285,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.WriteObject,
                     request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectRequest.FromString,
                     response_serializer=contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectResponse.SerializeToString,
+            ),
+            'DiscardUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscardUpload,
+                    request_deserializer=contracts_dot_internal_dot_v1_dot_store__pb2.DiscardUploadRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'DeleteExtraction': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteExtraction,
@@ -544,6 +562,33 @@ class StoreService:
             '/contracts.internal.v1.StoreService/WriteObject',
             contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectRequest.SerializeToString,
             contracts_dot_internal_dot_v1_dot_store__pb2.WriteObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscardUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contracts.internal.v1.StoreService/DiscardUpload',
+            contracts_dot_internal_dot_v1_dot_store__pb2.DiscardUploadRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,10 @@ class StoreServiceStub:
     """Writes an object from a stream of chunks; the first message names the key, the last sets finish
     (without it nothing is written).
     """
+    DiscardUpload: _grpc.UnaryUnaryMultiCallable[_store_pb2.DiscardUploadRequest, _empty_pb2.Empty]
+    """Deletes an uploads/ object that its gateway wrote but will not register (the client cancelled, or
+    CreateExtraction failed, after WriteObject's finish). Idempotent; INVALID_ARGUMENT for any other key.
+    """
     DeleteExtraction: _grpc.UnaryUnaryMultiCallable[_store_pb2.DeleteExtractionRequest, _empty_pb2.Empty]
     """Records a durable delete request (delete_requested_time): the extraction is hidden from Get, List,
     Watch and the public Cancel at once, running work gets a cancel request, and the relay starts its
@@ -125,6 +129,10 @@ class StoreServiceAsyncStub(StoreServiceStub):
     WriteObject: _aio.StreamUnaryMultiCallable[_store_pb2.WriteObjectRequest, _store_pb2.WriteObjectResponse]  # type: ignore[assignment]
     """Writes an object from a stream of chunks; the first message names the key, the last sets finish
     (without it nothing is written).
+    """
+    DiscardUpload: _aio.UnaryUnaryMultiCallable[_store_pb2.DiscardUploadRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes an uploads/ object that its gateway wrote but will not register (the client cancelled, or
+    CreateExtraction failed, after WriteObject's finish). Idempotent; INVALID_ARGUMENT for any other key.
     """
     DeleteExtraction: _aio.UnaryUnaryMultiCallable[_store_pb2.DeleteExtractionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Records a durable delete request (delete_requested_time): the extraction is hidden from Get, List,
@@ -234,6 +242,16 @@ class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_store_pb2.WriteObjectResponse, _abc.Awaitable[_store_pb2.WriteObjectResponse]]:
         """Writes an object from a stream of chunks; the first message names the key, the last sets finish
         (without it nothing is written).
+        """
+
+    @_abc_1.abstractmethod
+    def DiscardUpload(
+        self,
+        request: _store_pb2.DiscardUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes an uploads/ object that its gateway wrote but will not register (the client cancelled, or
+        CreateExtraction failed, after WriteObject's finish). Idempotent; INVALID_ARGUMENT for any other key.
         """
 
     @_abc_1.abstractmethod
