@@ -153,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--first-stage-only",
         action="store_true",
-        help="also decode every contract with its fold model's second stage switched off (the ablation)",
+        help="also decode every contract with its fold model's second stage (and extent model) off (the ablation)",
+    )
+    parser.add_argument(
+        "--without-extent",
+        action="store_true",
+        help="also decode every contract with its fold model's extent model switched off (the ablation)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = models.docs
     predictions: dict[str, dict[str, Any]] = {}
     ablated: dict[str, dict[str, Any]] = {}
+    unextended: dict[str, dict[str, Any]] = {}
     per_fold: list[dict[str, Any]] = []
     selected = only if only is not None else list(range(args.folds))
     docs_run = [d for d in docs if models.fold_of(d.contract.id) in selected]
@@ -177,8 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.first_stage_only:
             first = copy.copy(extractor)
             first.second_stage = None
+            first.extent = None
             for d in test:
                 ablated[d.contract.id] = prediction_line(d.contract.id, d.contract.text, first.extract(d.contract.text))
+        if args.without_extent:
+            plain = copy.copy(extractor)
+            plain.extent = None
+            for d in test:
+                spans = plain.extract(d.contract.text)
+                unextended[d.contract.id] = prediction_line(d.contract.id, d.contract.text, spans)
         inner = metadata["inner_cv"]
         per_fold.append(
             {"fold": fold, "contracts": len(test), "detect": inner["detect"], "threshold": inner["threshold"]}
@@ -204,7 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         ids = {d.contract.id for d in docs_run}
         first_result = score_subset(args.scorer, labels_path, ablated_path, ids, args.out, "first-stage")
         first_stage = summary(first_result)
-        print_line("the same fold models, second stage off", first_result)
+        print_line("the same fold models, second stage and extent model off", first_result)
+    without_extent: dict[str, Any] | None = None
+    if args.without_extent:
+        unextended_path = args.out / "ablation-without-extent.jsonl"
+        lines = "".join(json.dumps(unextended[d.contract.id]) + "\n" for d in docs_run)
+        unextended_path.write_text(lines, encoding="utf-8")
+        ids = {d.contract.id for d in docs_run}
+        plain_result = score_subset(args.scorer, labels_path, unextended_path, ids, args.out, "without-extent")
+        without_extent = summary(plain_result)
+        print_line("the same fold models, extent model off", plain_result)
     holdout: dict[str, Any] | None = None
     if args.holdout_fold is not None:
         held = {d.contract.id for d in docs if models.fold_of(d.contract.id) == args.holdout_fold}
@@ -244,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         record["holdout"] = holdout
     if first_stage is not None:
         record["first_stage_only"] = first_stage
+    if without_extent is not None:
+        record["without_extent"] = without_extent
     if args.only:
         args.record = args.out / "crossval-partial.json"
     args.record.parent.mkdir(parents=True, exist_ok=True)

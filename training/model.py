@@ -44,6 +44,7 @@ from clausework.model.embedded import (
 )
 from clausework.model.features import CsrRows, Vectorizer
 from training.data import Contract, folds, jaccard, words
+from training.extent import fit_extent
 from training.groups import cv_groups
 from training.second_stage import fit_second_stage
 
@@ -512,6 +513,10 @@ def fit(
     metadata["second_stage"] = {**second.metadata, "threshold": threshold, "thresholds": second_thresholds}
     arrays.update(second.arrays)
     progress(f"second stage done ({time.monotonic() - started:.0f} s): {metadata['second_stage']}")
+    with_second = EmbeddedExtractor(arrays, metadata)
+    extent_arrays, metadata["extent"] = fit_extent(oof, oof_fold, second.probabilities, with_second)
+    arrays.update(extent_arrays)
+    progress(f"extent model done ({time.monotonic() - started:.0f} s): {metadata['extent']['inner_cv']}")
     metadata["params"] = json.loads(json.dumps(params.__dict__))
     progress(f"fit done ({time.monotonic() - started:.0f} s): {chosen}")
     return arrays, metadata

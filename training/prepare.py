@@ -29,6 +29,7 @@ FEATURE_SOURCES = (
     "clausework/model/*.py",  # segmentation, features, spans, ranker, embedded
     "training/model.py",
     "training/second_stage.py",
+    "training/extent.py",
     "training/data.py",  # words(), jaccard() and the inner-CV folds()
     "training/groups.py",  # the inner-CV groups
 )

@@ -88,7 +88,7 @@ def export(model: HistGradientBoostingClassifier) -> Trees:
     )
 
 
-def _cross_fitted(
+def cross_fitted(
     make: Callable[[], HistGradientBoostingClassifier],
     x: npt.NDArray[np.float64],
     y: npt.NDArray[np.bool_],
@@ -131,7 +131,7 @@ def fit_second_stage(oof: Sequence[Oof], inner: Sequence[int], first: EmbeddedEx
             fold_parts.append(np.full(len(r[name]), f))
     x, y, fold = np.vstack(x_parts), np.concatenate(y_parts), np.concatenate(fold_parts)
     log.info("second stage: reranker on %d candidates (%d match)", len(y), int(y.sum()))
-    crossed = _cross_fitted(reranker, x, y, fold)
+    crossed = cross_fitted(reranker, x, y, fold)
     rerank_model = reranker().fit(x, y)
 
     presence_x, presence_y, presence_fold = [], [], []
@@ -147,7 +147,7 @@ def fit_second_stage(oof: Sequence[Oof], inner: Sequence[int], first: EmbeddedEx
         presence_y.append(np.array([c in o.contract.gold for c in categories]))
         presence_fold.append(np.full(len(categories), f))
     px, py, pfold = np.vstack(presence_x), np.concatenate(presence_y), np.concatenate(presence_fold)
-    stacked = _cross_fitted(stacker, px, py, pfold)
+    stacked = cross_fitted(stacker, px, py, pfold)
     detect = float(max(DETECT_GRID, key=lambda t: detection_f1(stacked >= t, py)))
     stack_model = stacker().fit(px, py)
     first_stage_f1 = detection_f1(np.array([q[c] >= first.detect(c) for _, q in firsts for c in categories]), py)

@@ -41,6 +41,7 @@ from clausework.llm.grounding import normalize_answer
 from clausework.llm.planner import display_text
 from clausework.llm.prompts import Category, InvalidReply, load_json
 from clausework.model.embedded import POOLS, EmbeddedExtractor, Scored, keep_spans
+from clausework.model.embedded import Evidence as ModelEvidence
 from clausework.model.segmentation import Unit, headings, segment
 
 VERIFY_VERSION = "verify-v1"
@@ -106,6 +107,7 @@ class VerifyPlan:
     scored: dict[str, list[Scored]]
     probabilities: dict[str, list[float]]
     presence: dict[str, float]
+    model_evidence: ModelEvidence | None = None  # for the embedded model's extents (`EmbeddedExtractor.extend`)
     requests: list[VerifyRequest] = field(default_factory=list)
 
     @cached_property
@@ -151,9 +153,10 @@ class VerifyPlanner:
     def plan(self, text: str) -> VerifyPlan:
         units = segment(text)
         # the embedded model's whole decision (second stage included): verify's floor
-        assessment = self.model.assess(self.model.evidence(text))
+        evidence = self.model.evidence(text)
+        assessment = self.model.assess(evidence)
         scored, probabilities, presence = assessment.scored, assessment.probabilities, assessment.presence
-        plan = VerifyPlan(text, units, headings(text, units), scored, probabilities, presence)
+        plan = VerifyPlan(text, units, headings(text, units), scored, probabilities, presence, evidence)
         unit_of = plan.unit_of
         asked: list[tuple[Category, tuple[Proposal, ...]]] = []
         for category in self.categories:
@@ -365,6 +368,8 @@ def decide(
         if name in asked and verdict is not None:
             kept = _fused(model, plan, name, kept, asked[name], verdict, fusion, extend)
         decided.extend(kept)
+    if plan.model_evidence is not None:  # the embedded model's extents, for spans the LLM did not extend
+        decided = model.extend(plan.text, plan.model_evidence, decided)
     answers = {
         name: normalize_answer(by_name[name], v.answer)
         for name, v in verdicts.items()

@@ -32,6 +32,7 @@ import numpy.typing as npt
 from clausework import answers
 from clausework.chunking import Piece
 from clausework.clauses import ClauseSpan
+from clausework.model.extent import EXTENTS, Extent, choose, extent_rows, possible
 from clausework.model.features import Vectorizer, label_words, terms
 from clausework.model.ranker import candidate_features
 from clausework.model.second_stage import SecondStage, blend, presence_rows, rerank_rows
@@ -70,6 +71,7 @@ class Evidence:
     scored: dict[str, list[Scored]]  # per category, its top candidates, best first
     unit_logits: npt.NDArray[np.float32]  # (n_units, n_unit_categories)
     unit_of: dict[int, int]  # a unit's start offset -> its index
+    unit_bounds: list[tuple[int, int]]  # per unit, its (start, end) offsets
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,17 @@ class EmbeddedExtractor:
             if second
             else None
         )
+        extent: dict[str, Any] | None = metadata.get("extent")
+        self.extent = (
+            Extent(Trees.from_arrays(arrays, "extent"), float(extent["margin"]), dict(extent["typical_words"]))
+            if extent
+            else None
+        )
+
+    @property
+    def unit_categories(self) -> list[str]:
+        """The categories scored per unit, in the order of `Evidence.unit_logits`' columns."""
+        return self._units.categories
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> EmbeddedExtractor:
@@ -243,7 +256,8 @@ class EmbeddedExtractor:
             out[category] = sorted(
                 (replace(s, doc_logit=column) for s in out[category]), key=lambda s: (-s.logit, s.start)
             )
-        return Evidence(out, unit_logits, {u.start: i for i, u in enumerate(doc.units)})
+        bounds = [(u.start, u.end) for u in doc.units]
+        return Evidence(out, unit_logits, {u.start: i for i, u in enumerate(doc.units)}, bounds)
 
     # -- decoding ------------------------------------------------------------------------------
 
@@ -336,9 +350,55 @@ class EmbeddedExtractor:
                 out.extend(keep_spans(candidates, probabilities, self.threshold(category), self._max_spans[category]))
         return out
 
+    def extend(self, text: str, evidence: Evidence, decided: list[tuple[Scored, float]]) -> list[tuple[Scored, float]]:
+        """Grow each decided single-unit candidate into its neighbouring units where the extent model
+        says the longer span is the label (`extent`); a growth onto another kept span of the same
+        category is not made. Confidences stay: the extent changes where a clause ends, not whether."""
+        model = self.extent
+        if model is None:
+            return decided
+        units = evidence.unit_bounds
+        columns = {c: i for i, c in enumerate(self.unit_categories)}
+        chosen: dict[int, int] = {}
+        rows: list[npt.NDArray[np.float64]] = []
+        for position, (s, p) in enumerate(decided):
+            index = evidence.unit_of.get(s.start)
+            if s.group != "unit" or s.category in POOLS or index is None or units[index][1] != s.end:
+                continue
+            chosen[position] = index
+            rows.append(
+                extent_rows(
+                    text,
+                    self.categories.index(s.category),
+                    columns[s.category],
+                    index,
+                    p,
+                    model.typical_words.get(s.category, 1.0),
+                    units,
+                    evidence.unit_logits,
+                )
+            )
+        if not rows:
+            return decided
+        probabilities = model.trees.probability(np.vstack(rows)).reshape(len(rows), -1)
+        out = list(decided)
+        for (position, index), row in zip(chosen.items(), probabilities, strict=True):
+            s, p = out[position]
+            before, after = EXTENTS[choose(row, possible(index, len(units)), model.margin)]
+            start, end = units[index - before][0], units[index + after][1]
+            clash = any(
+                o.category == s.category and o.start < end and start < o.end
+                for k, (o, _) in enumerate(out)
+                if k != position
+            )
+            if (before or after) and not clash:
+                out[position] = (replace(s, start=start, end=end, n_words=len(text[start:end].split())), p)
+        return out
+
     def extract(self, text: str) -> list[ClauseSpan]:
         """Clauses of the text, sorted by char_start; `text[char_start:char_end]` is each clause verbatim."""
-        return self.finish(text, self.decide(self.assess(self.evidence(text))))
+        evidence = self.evidence(text)
+        return self.finish(text, self.extend(text, evidence, self.decide(self.assess(evidence))))
 
     def finish(self, text: str, decided: list[tuple[Scored, float]]) -> list[ClauseSpan]:
         """Decided spans as clauses with normalised answers (also the LLM verify strategy's last step)."""
