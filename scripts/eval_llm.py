@@ -32,7 +32,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -265,6 +265,27 @@ async def each_fold(
         raise SystemExit(f"{len(failed)} contracts failed ({', '.join(failed)}): run again with --resume")
 
 
+async def replanned(judged: list[Judged], extractor_of: Callable[[int, int], OpenAIExtractor]) -> list[Judged]:
+    """Saved verdicts against plans made again by the current fold models (their extent model and any
+    other decision change included), allowed only where every prompt is the one the LLM answered."""
+    extractors: dict[int, OpenAIExtractor] = {}
+    out = []
+    try:
+        for item in judged:
+            extractor = extractors.setdefault(item.fold, extractor_of(item.fold, 1))
+            planner = extractor.verifier
+            assert planner is not None
+            fresh = planner.plan(item.contract.text)
+            asked = [planner.messages(item.plan, request) for request in item.plan.requests]
+            if [planner.messages(fresh, request) for request in fresh.requests] != asked:
+                raise SystemExit(f"{item.contract.id}: its fold model asks other questions now: no --from-traces")
+            out.append(replace(item, plan=fresh))
+    finally:
+        for extractor in extractors.values():
+            await extractor.aclose()
+    return out
+
+
 async def verify_run(
     args: argparse.Namespace, folds: FoldModels, table: Table, name: str, oracle: Oracle | None
 ) -> list[Judged]:
@@ -296,7 +317,7 @@ async def verify_run(
     traces = table.out / f"{name}-traces.pkl"
     if args.from_traces:
         saved = pickle.loads(traces.read_bytes())  # our own file, written below
-        judged, usage = saved["judged"], saved["usage"]
+        judged, usage = await replanned(saved["judged"], extractor_of), saved["usage"]
         print(f"{name}: verdicts and usage read from {traces}, no LLM called", file=sys.stderr)
     else:
         await each_fold(args, folds, table.contracts, extractor_of, record, Journal(table.out / f"{name}-done"))

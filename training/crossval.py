@@ -265,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         record["command"] += f" --holdout-fold {args.holdout_fold}"
         record["holdout"] = holdout
     if first_stage is not None:
+        record["command"] += " --first-stage-only"
         record["first_stage_only"] = first_stage
     if without_extent is not None:
+        record["command"] += " --without-extent"
         record["without_extent"] = without_extent
     if args.only:
         args.record = args.out / "crossval-partial.json"

@@ -50,7 +50,7 @@ from training.second_stage import fit_second_stage
 
 log = logging.getLogger("training")
 
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 # span thresholds tried, for the first stage and again for the second
 THRESHOLD_GRID = np.arange(0.10, 0.61, 0.05).tolist()
 SPAN_CATEGORIES = ["Document Name", "Parties", "Agreement Date", "Effective Date"]

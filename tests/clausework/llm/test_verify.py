@@ -171,8 +171,13 @@ def test_fusion_rescores_adds_and_extends() -> None:
     extended = spans[("Audit Rights", audit_unit.scored.start)]
     assert TEXT[extended.char_start : extended.char_end].replace(NBSP, " ") == f"{AUDIT} {AUDIT_MORE}"
     assert extended.confidence > 0.95
-    assert ("Anti-Assignment", added.scored.start) in spans
-    assert spans[("Anti-Assignment", added.scored.start)].confidence > 0.95
+    # the added unit, perhaps grown by the embedded model's extent model (its heading taken in)
+    [grown] = [
+        s
+        for (category, _), s in spans.items()
+        if category == "Anti-Assignment" and s.char_start <= added.scored.start < added.scored.end <= s.char_end
+    ]
+    assert grown.confidence > 0.95
 
 
 def test_fit_recovers_an_informative_judge_and_ignores_a_noisy_one() -> None:
@@ -191,3 +196,15 @@ def test_fit_recovers_an_informative_judge_and_ignores_a_noisy_one() -> None:
     yes = ignored.probability(Evidence(0.6, 0.8, judged=True, yes=True, p_yes=0.5))
     no = ignored.probability(Evidence(0.6, 0.8, judged=True, yes=False, p_yes=0.5))
     assert abs(yes - no) < 0.05, "a judge that says nothing moves nothing"
+
+
+def test_verify_grows_spans_with_the_embedded_extent_model() -> None:
+    """Verify's decision applies the embedded model's extents too, so it stays the embedded result when
+    the LLM says nothing; fails if verify skipped `EmbeddedExtractor.extend`."""
+    from tests.clausework.model.test_extent import one_split, with_extent
+
+    growing = with_extent(model(), one_split("after"))
+    plan = verify.VerifyPlanner(growing, load_categories()).plan(TEXT)
+    spans = verify.decide(growing, plan, {}, Fusion.identity(), categories=load_categories())
+    assert spans == growing.extract(TEXT)
+    assert spans != verify.decide(model(), planner().plan(TEXT), {}, Fusion.identity(), categories=load_categories())

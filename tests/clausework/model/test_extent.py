@@ -116,3 +116,11 @@ def test_extract_goes_through_the_extent_model(extractor: EmbeddedExtractor) -> 
     plain.__dict__.update(extractor.__dict__)
     plain.extent = None
     assert never == plain.extract(CONTRACT), "trees that never prefer growth change nothing"
+
+
+def test_the_shipped_model_has_its_extent_model(extractor: EmbeddedExtractor) -> None:
+    extent = extractor.extent
+    assert extent is not None, "model 2.1.0 ships an extent model"
+    assert extent.margin == extractor.metadata["extent"]["margin"]
+    assert extent.trees.n_features == len(EXTENT_COLUMNS)
+    assert set(extent.typical_words) == set(extractor.categories)
