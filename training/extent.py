@@ -20,7 +20,7 @@ import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from clausework.model.embedded import POOLS, EmbeddedExtractor
-from clausework.model.extent import EXTENTS, choose, extent_rows, possible, typical_words
+from clausework.model.extent import EXTENTS, choose, extent_rows, extent_span, possible, typical_words
 from training.data import jaccard, words
 from training.second_stage import boosted, cross_fitted, export
 
@@ -79,13 +79,11 @@ def extent_training_rows(
                         evidence.unit_logits,
                     )
                 )
-                allowed.extend(possible(index, len(units)))
-                for before, after in EXTENTS:
-                    if index - before < 0 or index + after >= len(units):
-                        ys.append(False)
-                        continue
-                    span = words(text[units[index - before][0] : units[index + after][1]])
-                    ys.append(any(jaccard(span, g) >= 0.5 for g in golds))
+                exists = possible(index, len(units))
+                allowed.extend(exists)
+                for extent, ok in zip(EXTENTS, exists, strict=True):
+                    start, end = extent_span(units, index, extent) if ok else (0, 0)
+                    ys.append(ok and any(jaccard(words(text[start:end]), g) >= 0.5 for g in golds))
                 folds.extend([f] * len(EXTENTS))
     rows = Rows(
         np.vstack(xs) if xs else np.zeros((0, 0)),

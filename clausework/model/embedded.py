@@ -32,7 +32,7 @@ import numpy.typing as npt
 from clausework import answers
 from clausework.chunking import Piece
 from clausework.clauses import ClauseSpan
-from clausework.model.extent import EXTENTS, Extent, choose, extent_rows, possible
+from clausework.model.extent import EXTENTS, Extent, choose, extent_rows, grow, possible
 from clausework.model.features import Vectorizer, label_words, terms
 from clausework.model.ranker import candidate_features
 from clausework.model.second_stage import SecondStage, blend, presence_rows, rerank_rows
@@ -355,45 +355,30 @@ class EmbeddedExtractor:
         says the longer span is the label (`extent`); a growth onto another kept span of the same
         category is not made. Confidences stay: the extent changes where a clause ends, not whether."""
         model = self.extent
-        if model is None:
+        growing = growable(evidence, decided)
+        if model is None or not growing:
             return decided
         units = evidence.unit_bounds
         columns = {c: i for i, c in enumerate(self.unit_categories)}
-        chosen: dict[int, int] = {}
-        rows: list[npt.NDArray[np.float64]] = []
-        for position, (s, p) in enumerate(decided):
-            index = evidence.unit_of.get(s.start)
-            if s.group != "unit" or s.category in POOLS or index is None or units[index][1] != s.end:
-                continue
-            chosen[position] = index
-            rows.append(
-                extent_rows(
-                    text,
-                    self.categories.index(s.category),
-                    columns[s.category],
-                    index,
-                    p,
-                    model.typical_words.get(s.category, 1.0),
-                    units,
-                    evidence.unit_logits,
-                )
+        rows = [
+            extent_rows(
+                text,
+                self.categories.index(decided[position][0].category),
+                columns[decided[position][0].category],
+                index,
+                decided[position][1],
+                model.typical_words.get(decided[position][0].category, 1.0),
+                units,
+                evidence.unit_logits,
             )
-        if not rows:
-            return decided
+            for position, index in growing.items()
+        ]
         probabilities = model.trees.probability(np.vstack(rows)).reshape(len(rows), -1)
-        out = list(decided)
-        for (position, index), row in zip(chosen.items(), probabilities, strict=True):
-            s, p = out[position]
-            before, after = EXTENTS[choose(row, possible(index, len(units)), model.margin)]
-            start, end = units[index - before][0], units[index + after][1]
-            clash = any(
-                o.category == s.category and o.start < end and start < o.end
-                for k, (o, _) in enumerate(out)
-                if k != position
-            )
-            if (before or after) and not clash:
-                out[position] = (replace(s, start=start, end=end, n_words=len(text[start:end].split())), p)
-        return out
+        choices = {
+            position: (index, EXTENTS[choose(row, possible(index, len(units)), model.margin)])
+            for (position, index), row in zip(growing.items(), probabilities, strict=True)
+        }
+        return grow(text, decided, choices, units)
 
     def extract(self, text: str) -> list[ClauseSpan]:
         """Clauses of the text, sorted by char_start; `text[char_start:char_end]` is each clause verbatim."""
@@ -420,6 +405,22 @@ class EmbeddedExtractor:
                 spans[index] = replace(span, answer=aliases[alias])
         spans.sort(key=lambda s: (s.char_start, s.char_end, s.category))
         return spans
+
+
+def growable(evidence: Evidence, decided: Sequence[tuple[Scored, float]]) -> dict[int, int]:
+    """Position in `decided` -> unit index, for the candidates an extent may grow: whole single units
+    of the unit categories (not names, dates or titles, nor spans the LLM already extended)."""
+    out = {}
+    for position, (s, _) in enumerate(decided):
+        index = evidence.unit_of.get(s.start)
+        if (
+            s.group == "unit"
+            and s.category not in POOLS
+            and index is not None
+            and evidence.unit_bounds[index][1] == s.end
+        ):
+            out[position] = index
+    return out
 
 
 def keep_spans(
