@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,22 @@ def print_table(result: dict[str, Any]) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """The same fold models decoding every contract again with parts of the model switched off."""
+
+    flag: str  # the argparse dest of its option, also its key in the record
+    name: str  # out/.../ablation-<name>.jsonl, and the scored subset's name
+    parts: tuple[str, ...]  # the EmbeddedExtractor attributes set to None
+    off: str  # what the printed line says is off
+
+
+ABLATIONS = (
+    Ablation("first_stage_only", "first-stage", ("second_stage", "extent"), "second stage and extent model"),
+    Ablation("without_extent", "without-extent", ("extent",), "extent model"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=5)
@@ -168,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     models = FoldModels(args.cuad_dir, args.folds)
     docs = models.docs
     predictions: dict[str, dict[str, Any]] = {}
-    ablated: dict[str, dict[str, Any]] = {}
-    unextended: dict[str, dict[str, Any]] = {}
+    ablations = [a for a in ABLATIONS if getattr(args, a.flag)]
+    ablated: dict[str, dict[str, dict[str, Any]]] = {a.flag: {} for a in ablations}
     per_fold: list[dict[str, Any]] = []
     selected = only if only is not None else list(range(args.folds))
     docs_run = [d for d in docs if models.fold_of(d.contract.id) in selected]
@@ -180,18 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         for d in test:
             spans = extractor.extract(d.contract.text)
             predictions[d.contract.id] = prediction_line(d.contract.id, d.contract.text, spans)
-        if args.first_stage_only:
-            first = copy.copy(extractor)
-            first.second_stage = None
-            first.extent = None
+        for ablation in ablations:
+            switched = copy.copy(extractor)
+            for part in ablation.parts:
+                setattr(switched, part, None)
             for d in test:
-                ablated[d.contract.id] = prediction_line(d.contract.id, d.contract.text, first.extract(d.contract.text))
-        if args.without_extent:
-            plain = copy.copy(extractor)
-            plain.extent = None
-            for d in test:
-                spans = plain.extract(d.contract.text)
-                unextended[d.contract.id] = prediction_line(d.contract.id, d.contract.text, spans)
+                spans = switched.extract(d.contract.text)
+                ablated[ablation.flag][d.contract.id] = prediction_line(d.contract.id, d.contract.text, spans)
         inner = metadata["inner_cv"]
         per_fold.append(
             {"fold": fold, "contracts": len(test), "detect": inner["detect"], "threshold": inner["threshold"]}
@@ -210,23 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         result = run_scorer(args.scorer, labels_path, predictions_path)
     (args.out / "scores.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print_table(result)
-    first_stage: dict[str, Any] | None = None
-    if args.first_stage_only:
-        ablated_path = args.out / "ablation-first-stage.jsonl"
-        ablated_path.write_text("".join(json.dumps(ablated[d.contract.id]) + "\n" for d in docs_run), encoding="utf-8")
+    ablation_summaries: dict[str, dict[str, Any]] = {}
+    for ablation in ablations:
+        path = args.out / f"ablation-{ablation.name}.jsonl"
+        lines = "".join(json.dumps(ablated[ablation.flag][d.contract.id]) + "\n" for d in docs_run)
+        path.write_text(lines, encoding="utf-8")
         ids = {d.contract.id for d in docs_run}
-        first_result = score_subset(args.scorer, labels_path, ablated_path, ids, args.out, "first-stage")
-        first_stage = summary(first_result)
-        print_line("the same fold models, second stage and extent model off", first_result)
-    without_extent: dict[str, Any] | None = None
-    if args.without_extent:
-        unextended_path = args.out / "ablation-without-extent.jsonl"
-        lines = "".join(json.dumps(unextended[d.contract.id]) + "\n" for d in docs_run)
-        unextended_path.write_text(lines, encoding="utf-8")
-        ids = {d.contract.id for d in docs_run}
-        plain_result = score_subset(args.scorer, labels_path, unextended_path, ids, args.out, "without-extent")
-        without_extent = summary(plain_result)
-        print_line("the same fold models, extent model off", plain_result)
+        ablation_result = score_subset(args.scorer, labels_path, path, ids, args.out, ablation.name)
+        ablation_summaries[ablation.flag] = summary(ablation_result)
+        print_line(f"the same fold models, {ablation.off} off", ablation_result)
     holdout: dict[str, Any] | None = None
     if args.holdout_fold is not None:
         held = {d.contract.id for d in docs if models.fold_of(d.contract.id) == args.holdout_fold}
@@ -264,12 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     if holdout is not None:
         record["command"] += f" --holdout-fold {args.holdout_fold}"
         record["holdout"] = holdout
-    if first_stage is not None:
-        record["command"] += " --first-stage-only"
-        record["first_stage_only"] = first_stage
-    if without_extent is not None:
-        record["command"] += " --without-extent"
-        record["without_extent"] = without_extent
+    for ablation in ablations:
+        record["command"] += " --" + ablation.flag.replace("_", "-")
+        record[ablation.flag] = ablation_summaries[ablation.flag]
     if args.only:
         args.record = args.out / "crossval-partial.json"
     args.record.parent.mkdir(parents=True, exist_ok=True)
