@@ -1,10 +1,12 @@
 """Time the embedded model on real contracts: load once, then extract, as the llm service does.
 
-    python -m training.latency [--pages 30] [--runs 5]
+    python -m training.latency [--pages 30] [--runs 5] [--model-dir DIR ...]
 
 Picks the CUAD contracts with the requested page count (the longest text among them, i.e. the
 worst case), parses them with the production parser (parsing is not timed: it happens in the parser
-service) and reports load time and the median extract() time per contract.
+service) and reports load time and the median extract() time per contract. With several
+`--model-dir` artefacts (e.g. an earlier model's, from `git show REV:clausework/model/cuad-sparse-lr/...`)
+each run times them in turn on the same text, so they are compared side by side on one machine state.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=30)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--contracts", type=int, default=3)
+    parser.add_argument(
+        "--model-dir", type=Path, action="append", default=[], help="an artefact to time (default: the shipped one)"
+    )
     args = parser.parse_args(argv)
 
     from clausework.pdf import parse_pdf
@@ -39,18 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     from clausework.model.embedded import EmbeddedExtractor
 
-    extractor = EmbeddedExtractor.load()
-    print(f"import + load: {time.perf_counter() - started:.2f} s ({extractor.model_name})")
+    extractors = [EmbeddedExtractor.load(d) for d in args.model_dir] or [EmbeddedExtractor.load()]
+    print(f"import + load: {time.perf_counter() - started:.2f} s ({', '.join(e.model_name for e in extractors)})")
     for chars, contract_id, text in texts[: args.contracts]:
-        timings = []
+        timings: list[list[float]] = [[] for _ in extractors]
+        clauses = [0] * len(extractors)
         for _ in range(args.runs):
-            started = time.perf_counter()
-            spans = extractor.extract(text)
-            timings.append(time.perf_counter() - started)
-        print(
-            f"{contract_id}: {args.pages} pages, {chars} chars, {len(spans)} clauses: "
-            f"median {statistics.median(timings):.2f} s, max {max(timings):.2f} s over {args.runs} runs"
-        )
+            for i, extractor in enumerate(extractors):
+                started = time.perf_counter()
+                clauses[i] = len(extractor.extract(text))
+                timings[i].append(time.perf_counter() - started)
+        for extractor, times, count in zip(extractors, timings, clauses, strict=True):
+            print(
+                f"{contract_id}: {args.pages} pages, {chars} chars, {count} clauses ({extractor.model_name}): "
+                f"median {statistics.median(times):.3f} s, max {max(times):.3f} s over {args.runs} runs"
+            )
     return 0
 
 

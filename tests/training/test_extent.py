@@ -60,3 +60,13 @@ def test_the_fitted_model_reports_what_it_gains(extractor: EmbeddedExtractor) ->
     assert counts["match_as_units"] <= counts["match_with_the_best_extent"]
     assert counts["match_as_chosen"] <= counts["match_with_the_best_extent"]
     assert {"extent_feature", "extent_shape"} <= set(arrays) and np.isfinite(metadata["margin"])
+
+
+def test_the_ceiling_picks_the_first_extent_that_matches(extractor: EmbeddedExtractor) -> None:
+    from training.extent_ceiling import NINE, matching_extent
+
+    one, two = contract(0, extractor, 1), contract(1, extractor, 2)
+    [law] = [s for s in one.evidence.scored[CATEGORY] if one.evidence.unit_of[s.start] == UNIT]
+    assert matching_extent(one.contract, one.evidence, law, EXTENTS) == 0, "the unit alone matches"
+    assert EXTENTS[matching_extent(two.contract, two.evidence, law, EXTENTS)] == (0, 1)
+    assert NINE[matching_extent(two.contract, two.evidence, law, NINE)] == (0, 1)
