@@ -25,6 +25,7 @@ import numpy as np
 
 from clausework.model.embedded import EmbeddedExtractor
 from training.data import CACHE, DEFAULT_CUAD, Contract
+from training.dense import CachedEncoder
 from training.groups import cv_folds, cv_groups
 from training.model import Params, Prepared, fit, quantize
 from training.prepare import ROOT, answer_formats, features_key, load_prepared
@@ -61,6 +62,7 @@ class FoldModels:
         assigned = cv_folds(contracts, self.k)
         self.assignment = dict(zip((c.id for c in contracts), assigned, strict=True))
         self._cache = CACHE.parent / "folds" / fold_cache_key(contracts, self.k, self.params, assigned)
+        self._encoder = CachedEncoder()  # a held-out contract's dense units, embedded once for all runs
 
     def fold_of(self, contract_id: str) -> int:
         return self.assignment[contract_id]
@@ -69,10 +71,12 @@ class FoldModels:
         """The model trained on every fold but `fold` (quantised, as shipped)."""
         directory = self._cache / f"fold-{fold}"
         if (directory / "metadata.json").exists():
-            return EmbeddedExtractor.load(directory)
+            return EmbeddedExtractor.load(directory, self._encoder)
         started = time.monotonic()
         train = [d for d in self.docs if self.assignment[d.contract.id] != fold]
-        arrays, metadata = fit(train, self.categories, answer_formats(self.cuad_dir), self.params)
+        arrays, metadata = fit(
+            train, self.categories, answer_formats(self.cuad_dir), self.params, encoder=self._encoder
+        )
         packed = quantize(arrays)
         # written aside and renamed into place whole, so a concurrent run never reads half a model
         partial = directory.with_name(f".{directory.name}-{os.getpid()}")
@@ -84,7 +88,7 @@ class FoldModels:
         except OSError:  # another run finished the same fold first: same data, same weights
             shutil.rmtree(partial, ignore_errors=True)
         log.info("trained fold %d/%d in %.0f s", fold + 1, self.k, time.monotonic() - started)
-        return EmbeddedExtractor(packed, metadata)
+        return EmbeddedExtractor(packed, metadata, self._encoder)
 
     def model_for(self, contract_id: str) -> EmbeddedExtractor:
         """A model that never saw `contract_id` (nor the other contracts of its group)."""

@@ -8,8 +8,10 @@ training contracts) call, so cross-validated numbers measure exactly the shipped
 2. per-category calibrators (logistic regression on score, rank, gap to the best, length) are fitted
    on those out-of-fold scores, and the decision threshold and per-contract cap are chosen on them;
 3. classifiers and rankers are refitted on all training contracts;
-4. the second stage (`training.second_stage`: a reranker and a stacked presence model, trees) is
-   fitted on the same out-of-fold candidates, given the first stage's calibrated view of them.
+4. the dense scores (`training.dense`: a logistic regression per category on the embeddings of its
+   best units) and the second stage (`training.second_stage`: a reranker and a stacked presence
+   model, trees) are fitted on the same out-of-fold candidates, given the first stage's calibrated
+   view of them (the reranker learns from the dense scores cross-fitted).
 The inner split groups contracts as the outer one does (`training.groups.cv_groups`).
 Nothing of a test contract is seen: not its labels, nor its text (vocabularies come from training text).
 """
@@ -44,13 +46,14 @@ from clausework.model.embedded import (
 )
 from clausework.model.features import CsrRows, Vectorizer
 from training.data import Contract, folds, jaccard, words
+from training.dense import CachedEncoder, fit_dense
 from training.extent import fit_extent
 from training.groups import cv_groups
 from training.second_stage import fit_second_stage
 
 log = logging.getLogger("training")
 
-VERSION = "2.1.0"
+VERSION = "2.2.0"
 # span thresholds tried, for the first stage and again for the second
 THRESHOLD_GRID = np.arange(0.10, 0.61, 0.05).tolist()
 SPAN_CATEGORIES = ["Document Name", "Parties", "Agreement Date", "Effective Date"]
@@ -475,9 +478,11 @@ def fit(
     answer_formats: dict[str, str],
     params: Params,
     progress: Callable[[str], None] = log.info,
+    encoder: CachedEncoder | None = None,
 ) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
     """The artefact (arrays, metadata) trained on `docs`, with nested-CV calibration and thresholds."""
     started = time.monotonic()
+    encoder = encoder or CachedEncoder()
     unit_vectorizer = Vectorizer.fit(
         (row for d in docs for row in d.features.unit_rows), params.unit_min_df, params.unit_vocabulary
     )
@@ -489,7 +494,7 @@ def fit(
         train = [d for d, f in zip(docs, inner, strict=True) if f != fold]
         held = [d for d, f in zip(docs, inner, strict=True) if f == fold]
         arrays = fit_raw(train, categories, params, unit_vectorizer)
-        raw = EmbeddedExtractor(arrays, base_metadata(categories, answer_formats))
+        raw = EmbeddedExtractor(arrays, base_metadata(categories, answer_formats), encoder)
         for d in held:
             evidence = raw.evidence(d.contract.text, d.features)
             oof.append(Oof(d.contract, evidence, _matches(d.contract, evidence.scored)))
@@ -500,20 +505,25 @@ def fit(
     probabilities = [{c: _calibrate(metadata["calibration"][c], o.scored[c]) for c in categories} for o in oof]
     metadata["presence"] = fit_presence(oof, probabilities, categories, params.calibration_c)
     arrays = fit_raw(docs, categories, params, unit_vectorizer)
-    calibrated = EmbeddedExtractor(arrays, metadata)
+    calibrated = EmbeddedExtractor(arrays, metadata, encoder)
     detect, thresholds, max_spans, chosen = choose_thresholds(oof, probabilities, calibrated, categories)
     metadata["detect"] = detect
     metadata["thresholds"] = thresholds
     metadata["max_spans"] = max_spans
     metadata["inner_cv"] = {"folds": params.inner_folds, **chosen}
-    second = fit_second_stage(oof, oof_fold, EmbeddedExtractor(arrays, metadata))
+    first = EmbeddedExtractor(arrays, metadata, encoder)
+    dense_arrays, metadata["dense"], dense = fit_dense(oof, oof_fold, first)
+    n_dense = len(metadata["dense"]["categories"])
+    progress(f"dense model done ({time.monotonic() - started:.0f} s): {n_dense} categories")
+    second = fit_second_stage(oof, oof_fold, first, dense)
+    arrays.update(dense_arrays)
     threshold, second_thresholds = choose_span_thresholds(
         oof, second.probabilities, second.presence, categories, second.metadata["detect"], max_spans
     )
     metadata["second_stage"] = {**second.metadata, "threshold": threshold, "thresholds": second_thresholds}
     arrays.update(second.arrays)
     progress(f"second stage done ({time.monotonic() - started:.0f} s): {metadata['second_stage']}")
-    with_second = EmbeddedExtractor(arrays, metadata)
+    with_second = EmbeddedExtractor(arrays, metadata, encoder)
     extent_arrays, metadata["extent"] = fit_extent(oof, oof_fold, second.probabilities, with_second)
     arrays.update(extent_arrays)
     progress(f"extent model done ({time.monotonic() - started:.0f} s): {metadata['extent']['inner_cv']}")

@@ -30,6 +30,9 @@ FEATURE_SOURCES = (
     "training/model.py",
     "training/second_stage.py",
     "training/extent.py",
+    "training/dense.py",
+    "clausework/model/minilm-l6/encoder.npz",  # the sentence encoder's weights
+    "clausework/model/minilm-l6/tokenizer.json",
     "training/data.py",  # words(), jaccard() and the inner-CV folds()
     "training/groups.py",  # the inner-CV groups
 )

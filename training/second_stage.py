@@ -116,12 +116,19 @@ class Fitted:
     presence: list[dict[str, float]]  # per `oof` item: stacked presence probability
 
 
-def fit_second_stage(oof: Sequence[Oof], inner: Sequence[int], first: EmbeddedExtractor) -> Fitted:
+def fit_second_stage(
+    oof: Sequence[Oof],
+    inner: Sequence[int],
+    first: EmbeddedExtractor,
+    dense: Sequence[dict[str, list[float]]] | None = None,
+) -> Fitted:
     """The second stage fitted on the out-of-fold candidates of `oof` (`inner[i]`: the inner fold of
-    `oof[i]`) and the fitted first stage `first`."""
+    `oof[i]`) and the fitted first stage `first`; `dense`: each item's cross-fitted dense scores
+    (`training.dense`), or None for a reranker without them."""
     categories = first.categories
     firsts = [first.first_stage(o.evidence) for o in oof]
-    rows = [first.rerank_inputs(o.evidence, p, q) for o, (p, q) in zip(oof, firsts, strict=True)]
+    denses = dense if dense is not None else [None] * len(oof)
+    rows = [first.rerank_inputs(o.evidence, p, q, d) for o, (p, q), d in zip(oof, firsts, denses, strict=True)]
     reranked_names = list(rows[0]) if rows else []
     x_parts, y_parts, fold_parts = [], [], []
     for o, f, r in zip(oof, inner, rows, strict=True):

@@ -8,12 +8,15 @@ Pipeline (all learned parts are trained by `python -m training.train` on CUAD):
 4. A small per-category calibrator maps each candidate's score, its rank in the document and its
    length to the probability that it matches a CUAD clause.
 5. The second stage (`second_stage`, gradient-boosted trees run in numpy) reranks unit candidates
-   with every category's scores in view and decides presence from all categories' evidence at once;
-   candidates of present categories above the threshold chosen by cross-validation are returned
-   with that probability as confidence.
+   with every category's scores in view, and for each category's `DENSE_TOP` best units a dense
+   score: a per-category logistic regression on the unit's sentence embedding (`encoder`, MiniLM in
+   numpy); it decides presence from all categories' evidence at once; candidates of present
+   categories above the threshold chosen by cross-validation are returned with that probability as
+   confidence.
 6. `answers` normalises typed answers (dates, governing law, parties, renewal and notice terms).
 
-No pymupdf, no network, no scipy: weights are numpy arrays loaded once per process.
+No pymupdf, no network, no scipy, no torch: weights are numpy arrays loaded once per process (the
+encoder's tokenizer is Hugging Face's `tokenizers`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import bisect
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +35,11 @@ import numpy.typing as npt
 from clausework import answers
 from clausework.chunking import Piece
 from clausework.clauses import ClauseSpan
+from clausework.model.encoder import TextEncoder, default_encoder
 from clausework.model.extent import EXTENTS, Extent, choose, extent_rows, grow, possible
 from clausework.model.features import Vectorizer, label_words, terms
 from clausework.model.ranker import candidate_features
-from clausework.model.second_stage import SecondStage, blend, presence_rows, rerank_rows
+from clausework.model.second_stage import NO_DENSE, SecondStage, blend, presence_rows, rerank_rows
 from clausework.model.segmentation import Unit, headings, segment
 from clausework.model.spans import Candidate, date_candidates, party_candidates, title_candidates
 from clausework.model.trees import Trees
@@ -48,6 +52,9 @@ POOLS = {"Parties": "party", "Document Name": "title", "Agreement Date": "date",
 CALIBRATION_FEATURES = 11
 PRESENCE_FEATURES = 4
 PROBABILITY_FLOOR = 1e-4
+# Units per unit category (its best by first-stage score) given a dense score: the encoder's cost
+# grows with them (about 55 distinct units per contract at 3; `training.latency` times it).
+DENSE_TOP = 3
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class Evidence:
     unit_logits: npt.NDArray[np.float32]  # (n_units, n_unit_categories)
     unit_of: dict[int, int]  # a unit's start offset -> its index
     unit_bounds: list[tuple[int, int]]  # per unit, its (start, end) offsets
+    # unit index -> sentence embedding, for the units some category ranks among its DENSE_TOP best
+    embeddings: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,11 @@ class EmbeddedExtractor:
 
     model_name: str
 
-    def __init__(self, arrays: dict[str, npt.NDArray[Any]], metadata: dict[str, Any]) -> None:
+    def __init__(
+        self, arrays: dict[str, npt.NDArray[Any]], metadata: dict[str, Any], encoder: TextEncoder | None = None
+    ) -> None:
+        """`encoder`: what embeds the dense units (training passes a cached one); by default the
+        committed encoder when the artefact has dense weights, else none (no dense scores)."""
         self.metadata = metadata
         self.model_name = f"embedded/cuad-sparse-lr@{metadata['version']}"
         self.categories: list[str] = list(metadata["categories"])
@@ -200,6 +213,13 @@ class EmbeddedExtractor:
             if second
             else None
         )
+        dense: dict[str, Any] | None = metadata.get("dense")
+        self.dense = (
+            Dense(_dequantize(arrays, "dense_w"), arrays["dense_b"].astype(np.float32), list(dense["categories"]))
+            if dense
+            else None
+        )
+        self.encoder = encoder if encoder is not None else (default_encoder() if dense else None)
         extent: dict[str, Any] | None = metadata.get("extent")
         self.extent = (
             Extent(Trees.from_arrays(arrays, "extent"), float(extent["margin"]), dict(extent["typical_words"]))
@@ -213,13 +233,13 @@ class EmbeddedExtractor:
         return self._units.categories
 
     @classmethod
-    def load(cls, model_dir: Path | None = None) -> EmbeddedExtractor:
+    def load(cls, model_dir: Path | None = None, encoder: TextEncoder | None = None) -> EmbeddedExtractor:
         """Read the artefact (default: the one committed with the package)."""
         directory = Path(model_dir) if model_dir else MODEL_DIR
         metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
         with np.load(directory / "model.npz", allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        return cls(arrays, metadata)
+        return cls(arrays, metadata, encoder)
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -257,7 +277,39 @@ class EmbeddedExtractor:
                 (replace(s, doc_logit=column) for s in out[category]), key=lambda s: (-s.logit, s.start)
             )
         bounds = [(u.start, u.end) for u in doc.units]
-        return Evidence(out, unit_logits, {u.start: i for i, u in enumerate(doc.units)}, bounds)
+        unit_of = {u.start: i for i, u in enumerate(doc.units)}
+        embeddings: dict[int, npt.NDArray[np.float32]] = {}
+        if self.encoder is not None:
+            dense_units = sorted(
+                {unit_of[s.start] for c in self.reranked_categories for s in out[c][:DENSE_TOP] if s.group == "unit"}
+            )
+            vectors = self.encoder.encode([text[bounds[i][0] : bounds[i][1]] for i in dense_units])
+            embeddings = dict(zip(dense_units, vectors, strict=True))
+        return Evidence(out, unit_logits, unit_of, bounds, embeddings)
+
+    @property
+    def reranked_categories(self) -> list[str]:
+        """The categories the second stage reranks (and scores densely): unit categories but dates."""
+        return [c for c in self._units.categories if c not in POOLS]
+
+    def dense_logits(self, evidence: Evidence) -> dict[str, list[float]]:
+        """Per reranked category, each candidate's dense score (NO_DENSE where it has none)."""
+        model = self.dense
+        out: dict[str, list[float]] = {}
+        if model is None:
+            return out
+        columns = {c: i for i, c in enumerate(model.categories)}
+        for category in self.reranked_categories:
+            column = columns.get(category)
+            row = []
+            for s in evidence.scored[category]:
+                vector = evidence.embeddings.get(evidence.unit_of.get(s.start, -1))
+                if vector is None or column is None:
+                    row.append(NO_DENSE)
+                else:
+                    row.append(float(vector @ model.weights[:, column] + model.bias[column]))
+            out[category] = row
+        return out
 
     # -- decoding ------------------------------------------------------------------------------
 
@@ -291,9 +343,18 @@ class EmbeddedExtractor:
         return probabilities, presence
 
     def rerank_inputs(
-        self, evidence: Evidence, probabilities: dict[str, list[float]], presence: dict[str, float]
+        self,
+        evidence: Evidence,
+        probabilities: dict[str, list[float]],
+        presence: dict[str, float],
+        dense: dict[str, list[float]] | None = None,
     ) -> dict[str, npt.NDArray[np.float64]]:
-        """The second-stage reranker's rows per reranked category (the unit categories but dates)."""
+        """The second-stage reranker's rows per reranked category (the unit categories but dates).
+
+        `dense`: the candidates' dense scores (`dense_logits`; training passes cross-fitted ones);
+        rows carry them when the artefact has a dense model or `dense` is given."""
+        if dense is None and self.dense is not None:
+            dense = self.dense_logits(evidence)
         return {
             category: rerank_rows(
                 self.categories.index(category),
@@ -304,6 +365,7 @@ class EmbeddedExtractor:
                 self._thresholds[category],
                 evidence.unit_logits,
                 evidence.unit_of,
+                None if dense is None else dense[category],
             )
             for column, category in enumerate(self._units.categories)
             if category not in POOLS
@@ -405,6 +467,15 @@ class EmbeddedExtractor:
                 spans[index] = replace(span, answer=aliases[alias])
         spans.sort(key=lambda s: (s.char_start, s.char_end, s.category))
         return spans
+
+
+@dataclass(frozen=True)
+class Dense:
+    """Per reranked category, a logistic regression on the unit's sentence embedding."""
+
+    weights: npt.NDArray[np.float32]  # (embedding dimension, n categories)
+    bias: npt.NDArray[np.float32]
+    categories: list[str]
 
 
 def growable(evidence: Evidence, decided: Sequence[tuple[Scored, float]]) -> dict[int, int]:

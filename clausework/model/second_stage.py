@@ -11,6 +11,10 @@ it with what that category alone knows. Two gradient-boosted tree models (`trees
   presence evidence at once (Competitive Restriction Exception comes with Non-Compete, Exclusivity or
   No-Solicit of Customers; Uncapped Liability with Cap on Liability) beside its own best candidates.
 
+With a dense model (`training.dense`), a reranker row also carries the candidate's dense score: a
+per-category logistic regression on the sentence embedding of each category's `DENSE_TOP` best units
+(`DENSE_COLUMNS`; NO_DENSE for the others).
+
 Probed before building (docs/quality.md "Round-2 levers"): stacked presence +0.017 detection F1 and
 +0.014 span F1, the blended reranker +0.011 AUPR. Span thresholds are chosen again for the second
 stage's probabilities. The row layouts here are the one definition both training and run time use.
@@ -48,6 +52,8 @@ RERANK_COLUMNS = (
     "margin over other categories",
     "candidates above threshold",
 )
+# appended to a reranker row when the model has dense scores (after the unit categories' logits)
+DENSE_COLUMNS = ("dense logit", "dense gap to best", "dense rank")
 # the first columns of a presence row; one column per category's first-stage presence log-odds follows
 PRESENCE_COLUMNS = (
     "category",
@@ -60,6 +66,7 @@ PRESENCE_COLUMNS = (
     "detect log-odds",
 )
 NO_NEIGHBOUR = -20.0
+NO_DENSE = -20.0  # the dense score of a candidate outside its category's DENSE_TOP units
 ODDS_FLOOR = 1e-4
 
 
@@ -77,12 +84,21 @@ def rerank_rows(
     threshold: float,
     unit_logits: npt.NDArray[np.float32],
     unit_of: Mapping[int, int],
+    dense: Sequence[float] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Reranker inputs for one unit category's candidates (sorted best first) in one contract."""
+    """Reranker inputs for one unit category's candidates (sorted best first) in one contract;
+    `dense`: each candidate's dense score (NO_DENSE where none), or None for a model without."""
     n_units, n_columns = unit_logits.shape
-    out = np.zeros((len(candidates), len(RERANK_COLUMNS) + n_columns), dtype=np.float64)
+    width = len(RERANK_COLUMNS) + n_columns
+    out = np.zeros((len(candidates), width + (len(DENSE_COLUMNS) if dense is not None else 0)), dtype=np.float64)
     if not candidates:
         return out
+    if dense is not None:
+        scored = [d for d in dense if d != NO_DENSE]
+        best = max(scored, default=NO_DENSE)
+        order = sorted(scored, reverse=True)
+        for row, d in enumerate(dense):
+            out[row, width:] = (d, d - best, order.index(d)) if d != NO_DENSE else (NO_DENSE, NO_DENSE, -1)
     top = max(s.logit for s in candidates)
     above = sum(p >= threshold for p in probabilities)
     for rank, (s, p) in enumerate(zip(candidates, probabilities, strict=True)):
@@ -105,7 +121,7 @@ def rerank_rows(
             s.logit - others,
             above,
         )
-        out[rank, len(RERANK_COLUMNS) :] = scores
+        out[rank, len(RERANK_COLUMNS) : width] = scores
     return out
 
 
