@@ -7,6 +7,8 @@ worst case), parses them with the production parser (parsing is not timed: it ha
 service) and reports load time and the median extract() time per contract. With several
 `--model-dir` artefacts (e.g. an earlier model's, from `git show REV:clausework/model/cuad-sparse-lr/...`)
 each run times them in turn on the same text, so they are compared side by side on one machine state.
+For a model with dense scores it also reports how many units the encoder embedded and its throughput
+on them (tokens per second, after its cut to MAX_TOKENS), timed alone on the same units.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from clausework.model.encoder import default_encoder
 from training.data import DEFAULT_CUAD
+
+if TYPE_CHECKING:
+    from clausework.model.embedded import EmbeddedExtractor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +66,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"{contract_id}: {args.pages} pages, {chars} chars, {count} clauses ({extractor.model_name}): "
                 f"median {statistics.median(times):.3f} s, max {max(times):.3f} s over {args.runs} runs"
             )
+            if extractor.encoder is not None:
+                print("  " + encoder_report(extractor, text, args.runs))
     return 0
+
+
+def encoder_report(extractor: EmbeddedExtractor, text: str, runs: int) -> str:
+    """The dense units of `text` and the encoder's median time and throughput on them."""
+    assert extractor.encoder is not None
+    evidence = extractor.evidence(text)
+    pieces = [text[evidence.unit_bounds[i][0] : evidence.unit_bounds[i][1]] for i in sorted(evidence.embeddings)]
+    encoder = default_encoder()
+    tokens = sum(len(ids) for ids in encoder.token_ids(pieces))
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        encoder.encode(pieces)
+        times.append(time.perf_counter() - started)
+    median = statistics.median(times)
+    return f"encoder: {len(pieces)} units, {tokens} tokens: median {median:.3f} s ({tokens / median:.0f} tokens/s)"
 
 
 if __name__ == "__main__":

@@ -293,7 +293,8 @@ class EmbeddedExtractor:
         return [c for c in self._units.categories if c not in POOLS]
 
     def dense_logits(self, evidence: Evidence) -> dict[str, list[float]]:
-        """Per reranked category, each candidate's dense score (NO_DENSE where it has none)."""
+        """Per reranked category, each candidate's dense score: NO_DENSE but for its DENSE_TOP best
+        (as in training, also where a later candidate's unit was embedded for another category)."""
         model = self.dense
         out: dict[str, list[float]] = {}
         if model is None:
@@ -302,9 +303,9 @@ class EmbeddedExtractor:
         for category in self.reranked_categories:
             column = columns.get(category)
             row = []
-            for s in evidence.scored[category]:
+            for rank, s in enumerate(evidence.scored[category]):
                 vector = evidence.embeddings.get(evidence.unit_of.get(s.start, -1))
-                if vector is None or column is None:
+                if vector is None or column is None or rank >= DENSE_TOP:
                     row.append(NO_DENSE)
                 else:
                     row.append(float(vector @ model.weights[:, column] + model.bias[column]))
