@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 from clausework.model.embedded import DENSE_TOP, EmbeddedExtractor, Evidence, Scored
-from clausework.model.encoder import default_encoder
+from clausework.model.encoder import Encoder, default_encoder
 from clausework.model.second_stage import NO_DENSE
 from training.data import Contract
 from training.dense import MIN_POSITIVES, CachedEncoder, _logistic, fit_dense
@@ -38,11 +38,11 @@ class Counting:
 
 def test_the_cache_embeds_each_text_once_and_returns_the_encoders_vectors(tmp_path: Path) -> None:
     counting = Counting()
-    cached = CachedEncoder(cast(default_encoder().__class__, counting), tmp_path / "e.sqlite")
+    cached = CachedEncoder(cast(Encoder, counting), tmp_path / "e.sqlite")
     texts = ["Governing law.", "Audit rights.", "Governing law."]
     first = cached.encode(texts)
     assert sorted(counting.asked) == ["Audit rights.", "Governing law."]  # the repeat embedded once
-    again = CachedEncoder(cast(default_encoder().__class__, counting), tmp_path / "e.sqlite").encode(texts[::-1])
+    again = CachedEncoder(cast(Encoder, counting), tmp_path / "e.sqlite").encode(texts[::-1])
     assert len(counting.asked) == 2  # a new instance on the same file: nothing embedded again
     np.testing.assert_allclose(first, default_encoder().encode(texts), atol=1e-6)
     np.testing.assert_array_equal(again, first[::-1])
