@@ -74,8 +74,7 @@ class CachedEncoder:
                 marks = ",".join("?" * len(chunk))
                 for key, blob in db.execute(f"SELECT key, vector FROM embedding WHERE key IN ({marks})", chunk):
                     found[key] = np.frombuffer(blob, dtype=np.float32)
-        missing = sorted({i for i, k in enumerate(keys) if k not in found}, key=lambda i: keys[i])
-        unique = list({keys[i]: i for i in missing}.values())
+        unique = list({k: i for i, k in enumerate(keys) if k not in found}.values())  # each new text once
         if unique:
             vectors = self.encoder.encode([texts[i] for i in unique])
             rows = [(keys[i], v.astype(np.float32).tobytes()) for i, v in zip(unique, vectors, strict=True)]
@@ -97,13 +96,11 @@ def _rows(
         evidence = o.evidence
         for category in categories:
             items, ranks, vectors, labels = out[category]
-            for rank, s in enumerate(evidence.scored[category][:DENSE_TOP]):
-                vector = evidence.embeddings.get(evidence.unit_of.get(s.start, -1))
-                if vector is not None:
-                    items.append(item)
-                    ranks.append(rank)
-                    vectors.append(vector)
-                    labels.append(bool(o.matches[category][rank]))
+            for rank, vector in evidence.dense_vectors(category):
+                items.append(item)
+                ranks.append(rank)
+                vectors.append(vector)
+                labels.append(bool(o.matches[category][rank]))
     return out
 
 

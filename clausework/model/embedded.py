@@ -82,6 +82,16 @@ class Evidence:
     # unit index -> sentence embedding, for the units some category ranks among its DENSE_TOP best
     embeddings: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)
 
+    def dense_vectors(self, category: str) -> list[tuple[int, npt.NDArray[np.float32]]]:
+        """(rank, embedding) of the category's DENSE_TOP best candidates that have one: what gets a
+        dense score, the one definition training and run time share."""
+        out = []
+        for rank, s in enumerate(self.scored[category][:DENSE_TOP]):
+            vector = self.embeddings.get(self.unit_of.get(s.start, -1))
+            if vector is not None:
+                out.append((rank, vector))
+        return out
+
 
 @dataclass(frozen=True)
 class Assessment:
@@ -302,13 +312,10 @@ class EmbeddedExtractor:
         columns = {c: i for i, c in enumerate(model.categories)}
         for category in self.reranked_categories:
             column = columns.get(category)
-            row = []
-            for rank, s in enumerate(evidence.scored[category]):
-                vector = evidence.embeddings.get(evidence.unit_of.get(s.start, -1))
-                if vector is None or column is None or rank >= DENSE_TOP:
-                    row.append(NO_DENSE)
-                else:
-                    row.append(float(vector @ model.weights[:, column] + model.bias[column]))
+            row = [NO_DENSE] * len(evidence.scored[category])
+            if column is not None:
+                for rank, vector in evidence.dense_vectors(category):
+                    row[rank] = float(vector @ model.weights[:, column] + model.bias[column])
             out[category] = row
         return out
 
