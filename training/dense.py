@@ -7,8 +7,13 @@ ranks highest, so it learns what the n-grams miss. The reranker learns from its 
 (each contract scored by a regression fitted on the other inner folds), as it will meet them on a new
 contract; the shipped regression is then fitted on all of them.
 
+The label bank keeps every training label's embedding per category; a dense unit's similarity to its
+category's nearest labels is a second score, cross-fitted the same way (a contract is compared with
+the labels of the other inner folds only). Measured on branch dense-label-bank and again here: see
+docs/quality.md "Dense scores".
+
 Embeddings are cached on disk (`CachedEncoder`, keyed on the encoder's files), as the same units
-recur in every fold model: embedding the ~55 dense units of all 419 contracts once takes ~10 min.
+recur in every fold model: embedding the dense units of all 419 contracts once takes ~10 min.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from sklearn.metrics import roc_auc_score
 
 from clausework.model import encoder as encoder_module
 from clausework.model.embedded import DENSE_TOP, EmbeddedExtractor
-from clausework.model.encoder import ENCODER_DIR, MAX_TOKENS, Encoder, default_encoder
-from clausework.model.second_stage import NO_DENSE
+from clausework.model.encoder import ENCODER_DIR, MAX_TOKENS, Encoder, TextEncoder, default_encoder
+from clausework.model.second_stage import NO_DENSE, DenseScore, nearest_similarities
 from training.data import CACHE
 
 if TYPE_CHECKING:
@@ -39,7 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("training")
 
 DENSE_C = 1.0
-MIN_POSITIVES = 20  # a category with fewer matching dense units gets no dense score
+MIN_POSITIVES = 20  # a category with fewer matching dense units gets no dense regression
+MIN_LABELS = 5  # a category with fewer training labels gets no label bank
 
 
 def encoder_key(directory: Path = ENCODER_DIR) -> str:
@@ -113,8 +119,8 @@ def _logistic(x: npt.NDArray[np.float32], y: npt.NDArray[np.bool_]) -> tuple[npt
 
 
 def fit_dense(
-    oof: Sequence[Oof], inner: Sequence[int], first: EmbeddedExtractor
-) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any], list[dict[str, list[float]]]]:
+    oof: Sequence[Oof], inner: Sequence[int], first: EmbeddedExtractor, encoder: TextEncoder
+) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any], list[dict[str, list[DenseScore]]]]:
     """The dense model's arrays and metadata, and every oof item's cross-fitted dense scores."""
     categories = first.reranked_categories
     rows = _rows(oof, categories)
@@ -146,19 +152,58 @@ def fit_dense(
         kept.append(category)
         weights.append(w)
         biases.append(b)
-        logits = np.array([oof[i].evidence.scored[category][r].logit for i, r in zip(items, ranks, strict=True)])
+        first_logits = [oof[i].evidence.scored[category][r].logit for i, r in zip(items, ranks, strict=True)]
         summary[category] = {
             "candidates": len(y),
             "match": int(y.sum()),
             # how well each score alone tells the matching units among these (cross-fitted)
             "auc_dense": round(float(roc_auc_score(y, z)), 3),
-            "auc_first_stage": round(float(roc_auc_score(y, logits)), 3),
+            "auc_first_stage": round(float(roc_auc_score(y, first_logits)), 3),
         }
     dimension = next((len(v) for o in oof for v in o.evidence.embeddings.values()), 0)
-    arrays = {
+    bank_categories, banks, nearest = _nearest_labels(oof, folds, categories, encoder)
+    arrays: dict[str, npt.NDArray[Any]] = {
         "dense_w": np.stack(weights, axis=1) if weights else np.zeros((dimension, 0), dtype=np.float32),
         "dense_b": np.asarray(biases, dtype=np.float32),
+        "dense_bank": np.vstack(banks) if banks else np.zeros((0, dimension), dtype=np.float32),
+        "dense_bank_ptr": np.cumsum([0] + [len(b) for b in banks]).astype(np.int64),
     }
-    log.info("dense model: %d of %d categories", len(kept), len(categories))
-    metadata = {"categories": kept, "top": DENSE_TOP, "max_tokens": MAX_TOKENS, "encoder": encoder_key()}
-    return arrays, {**metadata, "inner_cv": summary}, crossed
+    log.info("dense model: %d of %d categories, %d labels", len(kept), len(categories), len(arrays["dense_bank"]))
+    metadata = {
+        "categories": kept,
+        "bank_categories": bank_categories,
+        "top": DENSE_TOP,
+        "max_tokens": MAX_TOKENS,
+        "encoder": encoder_key(),
+    }
+    scores = [
+        {c: [DenseScore(z, *nearest[i][c][r]) for r, z in enumerate(crossed[i][c])] for c in categories}
+        for i in range(len(oof))
+    ]
+    return arrays, {**metadata, "inner_cv": summary}, scores
+
+
+def _nearest_labels(
+    oof: Sequence[Oof], folds: npt.NDArray[np.int64], categories: Sequence[str], encoder: TextEncoder
+) -> tuple[list[str], list[npt.NDArray[np.float32]], list[dict[str, list[tuple[float, float]]]]]:
+    """The label banks (per category with MIN_LABELS, every training label's embedding) and each oof
+    item's dense candidates' similarities to the labels of the other inner folds (cross-fitted: a
+    contract never meets its own labels, as a new contract will not)."""
+    bank_categories: list[str] = []
+    banks: list[npt.NDArray[np.float32]] = []
+    nearest: list[dict[str, list[tuple[float, float]]]] = [
+        {c: [(NO_DENSE, NO_DENSE)] * len(o.evidence.scored[c]) for c in categories} for o in oof
+    ]
+    for category in categories:
+        owners = [i for i, o in enumerate(oof) for _ in o.contract.gold.get(category, [])]
+        if len(owners) < MIN_LABELS:
+            continue
+        bank = encoder.encode([t for o in oof for t in o.contract.gold.get(category, [])])
+        owner_fold = folds[np.asarray(owners)]
+        bank_categories.append(category)
+        banks.append(bank)
+        for i, o in enumerate(oof):
+            others = bank[owner_fold != folds[i]]
+            for rank, vector in o.evidence.dense_vectors(category):
+                nearest[i][category][rank] = nearest_similarities(vector, others)
+    return bank_categories, banks, nearest

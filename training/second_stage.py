@@ -25,7 +25,7 @@ import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from clausework.model.embedded import EmbeddedExtractor
-from clausework.model.second_stage import blend
+from clausework.model.second_stage import DenseScore, blend
 from clausework.model.trees import Trees
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def fit_second_stage(
     oof: Sequence[Oof],
     inner: Sequence[int],
     first: EmbeddedExtractor,
-    dense: Sequence[dict[str, list[float]]] | None = None,
+    dense: Sequence[dict[str, list[DenseScore]]] | None = None,
 ) -> Fitted:
     """The second stage fitted on the out-of-fold candidates of `oof` (`inner[i]`: the inner fold of
     `oof[i]`) and the fitted first stage `first`; `dense`: each item's cross-fitted dense scores

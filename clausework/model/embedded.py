@@ -39,7 +39,15 @@ from clausework.model.encoder import TextEncoder, default_encoder
 from clausework.model.extent import EXTENTS, Extent, choose, extent_rows, grow, possible
 from clausework.model.features import Vectorizer, label_words, terms
 from clausework.model.ranker import candidate_features
-from clausework.model.second_stage import NO_DENSE, SecondStage, blend, presence_rows, rerank_rows
+from clausework.model.second_stage import (
+    NO_DENSE,
+    DenseScore,
+    SecondStage,
+    blend,
+    nearest_similarities,
+    presence_rows,
+    rerank_rows,
+)
 from clausework.model.segmentation import Unit, headings, segment
 from clausework.model.spans import Candidate, date_candidates, party_candidates, title_candidates
 from clausework.model.trees import Trees
@@ -53,7 +61,7 @@ CALIBRATION_FEATURES = 11
 PRESENCE_FEATURES = 4
 PROBABILITY_FLOOR = 1e-4
 # Units per unit category (its best by first-stage score) given a dense score: the encoder's cost
-# grows with them (about 55 distinct units per contract at 3; `training.latency` times it).
+# grows with them (58-82 distinct units on a 30-page contract at 3; `training.latency` counts them).
 DENSE_TOP = 3
 
 
@@ -224,8 +232,17 @@ class EmbeddedExtractor:
             else None
         )
         dense: dict[str, Any] | None = metadata.get("dense")
+        if dense and "bank_categories" not in dense:  # its reranker's rows lack the bank's columns
+            raise ValueError(f"{self.model_name}: written by an older training (no label bank); retrain it: make train")
         self.dense = (
-            Dense(_dequantize(arrays, "dense_w"), arrays["dense_b"].astype(np.float32), list(dense["categories"]))
+            Dense(
+                _dequantize(arrays, "dense_w"),
+                arrays["dense_b"].astype(np.float32),
+                list(dense["categories"]),
+                _dequantize(arrays, "dense_bank"),
+                arrays["dense_bank_ptr"].astype(np.int64),
+                list(dense["bank_categories"]),
+            )
             if dense
             else None
         )
@@ -302,20 +319,23 @@ class EmbeddedExtractor:
         """The categories the second stage reranks (and scores densely): unit categories but dates."""
         return [c for c in self._units.categories if c not in POOLS]
 
-    def dense_logits(self, evidence: Evidence) -> dict[str, list[float]]:
-        """Per reranked category, each candidate's dense score: NO_DENSE but for its DENSE_TOP best
-        (as in training, also where a later candidate's unit was embedded for another category)."""
+    def dense_scores(self, evidence: Evidence) -> dict[str, list[DenseScore]]:
+        """Per reranked category, each candidate's dense scores: nothing (NO_DENSE) but for its
+        DENSE_TOP best (as in training, also where a later candidate's unit was embedded for another
+        category)."""
         model = self.dense
-        out: dict[str, list[float]] = {}
+        out: dict[str, list[DenseScore]] = {}
         if model is None:
             return out
         columns = {c: i for i, c in enumerate(model.categories)}
+        banks = {c: i for i, c in enumerate(model.bank_categories)}
         for category in self.reranked_categories:
-            column = columns.get(category)
-            row = [NO_DENSE] * len(evidence.scored[category])
-            if column is not None:
-                for rank, vector in evidence.dense_vectors(category):
-                    row[rank] = float(vector @ model.weights[:, column] + model.bias[column])
+            column, bank = columns.get(category), banks.get(category)
+            row = [DenseScore()] * len(evidence.scored[category])
+            for rank, vector in evidence.dense_vectors(category):
+                logit = NO_DENSE if column is None else float(vector @ model.weights[:, column] + model.bias[column])
+                nearest = (NO_DENSE, NO_DENSE) if bank is None else nearest_similarities(vector, model.labels(bank))
+                row[rank] = DenseScore(logit, *nearest)
             out[category] = row
         return out
 
@@ -355,14 +375,14 @@ class EmbeddedExtractor:
         evidence: Evidence,
         probabilities: dict[str, list[float]],
         presence: dict[str, float],
-        dense: dict[str, list[float]] | None = None,
+        dense: dict[str, list[DenseScore]] | None = None,
     ) -> dict[str, npt.NDArray[np.float64]]:
         """The second-stage reranker's rows per reranked category (the unit categories but dates).
 
-        `dense`: the candidates' dense scores (`dense_logits`; training passes cross-fitted ones);
+        `dense`: the candidates' dense scores (`dense_scores`; training passes cross-fitted ones);
         rows carry them when the artefact has a dense model or `dense` is given."""
         if dense is None and self.dense is not None:
-            dense = self.dense_logits(evidence)
+            dense = self.dense_scores(evidence)
         return {
             category: rerank_rows(
                 self.categories.index(category),
@@ -479,11 +499,19 @@ class EmbeddedExtractor:
 
 @dataclass(frozen=True)
 class Dense:
-    """Per reranked category, a logistic regression on the unit's sentence embedding."""
+    """Per reranked category, a logistic regression on the unit's sentence embedding, and the
+    embeddings of the category's training labels (how close a unit comes to a labelled clause)."""
 
     weights: npt.NDArray[np.float32]  # (embedding dimension, n categories)
     bias: npt.NDArray[np.float32]
     categories: list[str]
+    bank: npt.NDArray[np.float32]  # (n labels, embedding dimension), grouped by bank category
+    bank_ptr: npt.NDArray[np.int64]  # bank category i's labels: bank[bank_ptr[i] : bank_ptr[i + 1]]
+    bank_categories: list[str]
+
+    def labels(self, index: int) -> npt.NDArray[np.float32]:
+        """The embeddings of bank category `index`'s training labels."""
+        return self.bank[self.bank_ptr[index] : self.bank_ptr[index + 1]]
 
 
 def growable(evidence: Evidence, decided: Sequence[tuple[Scored, float]]) -> dict[int, int]:

@@ -11,9 +11,10 @@ it with what that category alone knows. Two gradient-boosted tree models (`trees
   presence evidence at once (Competitive Restriction Exception comes with Non-Compete, Exclusivity or
   No-Solicit of Customers; Uncapped Liability with Cap on Liability) beside its own best candidates.
 
-With a dense model (`training.dense`), a reranker row also carries the candidate's dense score: a
-per-category logistic regression on the sentence embedding of each category's `DENSE_TOP` best units
-(`DENSE_COLUMNS`; NO_DENSE for the others).
+With a dense model (`training.dense`), a reranker row also carries the candidate's dense scores
+(`DENSE_COLUMNS`, `DenseScore`; NO_DENSE for the others) for each category's `DENSE_TOP` best units:
+a per-category logistic regression on the unit's sentence embedding, and its cosine similarity to the
+category's nearest training labels (the label bank; a unit that reads like a labelled clause).
 
 Probed before building (docs/quality.md "Round-2 levers"): stacked presence +0.017 detection F1 and
 +0.014 span F1, the blended reranker +0.011 AUPR. Span thresholds are chosen again for the second
@@ -53,7 +54,13 @@ RERANK_COLUMNS = (
     "candidates above threshold",
 )
 # appended to a reranker row when the model has dense scores (after the unit categories' logits)
-DENSE_COLUMNS = ("dense logit", "dense gap to best", "dense rank")
+DENSE_COLUMNS = (
+    "dense logit",
+    "dense gap to best",
+    "dense rank",
+    "nearest label similarity",
+    "mean similarity to the nearest labels",
+)
 # the first columns of a presence row; one column per category's first-stage presence log-odds follows
 PRESENCE_COLUMNS = (
     "category",
@@ -67,6 +74,29 @@ PRESENCE_COLUMNS = (
 )
 NO_NEIGHBOUR = -20.0
 NO_DENSE = -20.0  # the dense score of a candidate outside its category's DENSE_TOP units
+
+
+@dataclass(frozen=True)
+class DenseScore:
+    """What the dense model says of one candidate (NO_DENSE where it has nothing to say)."""
+
+    logit: float = NO_DENSE  # the category's logistic regression on the unit's embedding
+    nearest: float = NO_DENSE  # cosine similarity to the most similar training label of the category
+    nearest_mean: float = NO_DENSE  # mean cosine similarity to its NEAREST most similar labels
+
+
+NEAREST = 3
+
+
+def nearest_similarities(vector: npt.NDArray[np.float32], bank: npt.NDArray[np.float32]) -> tuple[float, float]:
+    """(best, mean of the NEAREST best) cosine similarity of a unit-norm vector to a bank of them."""
+    if not len(bank):
+        return NO_DENSE, NO_DENSE
+    similarities = bank @ vector
+    top = np.sort(similarities)[-NEAREST:]
+    return float(top[-1]), float(top.mean())
+
+
 ODDS_FLOOR = 1e-4
 
 
@@ -84,21 +114,22 @@ def rerank_rows(
     threshold: float,
     unit_logits: npt.NDArray[np.float32],
     unit_of: Mapping[int, int],
-    dense: Sequence[float] | None = None,
+    dense: Sequence[DenseScore] | None = None,
 ) -> npt.NDArray[np.float64]:
     """Reranker inputs for one unit category's candidates (sorted best first) in one contract;
-    `dense`: each candidate's dense score (NO_DENSE where none), or None for a model without."""
+    `dense`: each candidate's dense scores, or None for a model without."""
     n_units, n_columns = unit_logits.shape
     width = len(RERANK_COLUMNS) + n_columns
     out = np.zeros((len(candidates), width + (len(DENSE_COLUMNS) if dense is not None else 0)), dtype=np.float64)
     if not candidates:
         return out
     if dense is not None:
-        scored = [d for d in dense if d != NO_DENSE]
+        scored = [d.logit for d in dense if d.logit != NO_DENSE]
         best = max(scored, default=NO_DENSE)
         order = sorted(scored, reverse=True)
         for row, d in enumerate(dense):
-            out[row, width:] = (d, d - best, order.index(d)) if d != NO_DENSE else (NO_DENSE, NO_DENSE, -1)
+            own = (d.logit, d.logit - best, order.index(d.logit)) if d.logit != NO_DENSE else (NO_DENSE, NO_DENSE, -1)
+            out[row, width:] = (*own, d.nearest, d.nearest_mean)
     top = max(s.logit for s in candidates)
     above = sum(p >= threshold for p in probabilities)
     for rank, (s, p) in enumerate(zip(candidates, probabilities, strict=True)):

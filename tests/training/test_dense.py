@@ -1,4 +1,5 @@
-"""The dense scores' training: the embedding cache and the cross-fitted per-category regressions."""
+"""The dense scores' training: the embedding cache, the cross-fitted per-category regressions and the
+label bank's cross-fitted similarities."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ pytest.importorskip("sklearn")
 
 from clausework.model.embedded import DENSE_TOP, EmbeddedExtractor, Evidence, Scored
 from clausework.model.encoder import Encoder, default_encoder
-from clausework.model.second_stage import NO_DENSE
+from clausework.model.second_stage import DenseScore
 from training.data import Contract
-from training.dense import MIN_POSITIVES, CachedEncoder, _logistic, fit_dense
+from training.dense import MIN_LABELS, MIN_POSITIVES, CachedEncoder, _logistic, fit_dense
 from training.model import Oof
 
 CATEGORY, RARE = "Audit Rights", "Price Restrictions"
@@ -48,9 +49,22 @@ def test_the_cache_embeds_each_text_once_and_returns_the_encoders_vectors(tmp_pa
     np.testing.assert_array_equal(again, first[::-1])
 
 
-def synthetic(n: int, rng: np.random.Generator) -> tuple[list[Oof], list[int]]:
+class Labels:
+    """An encoder that knows the embedding of each synthetic label text."""
+
+    dimension = 384
+
+    def __init__(self) -> None:
+        self.vectors: dict[str, npt.NDArray[np.float32]] = {}
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return np.vstack([self.vectors[t] for t in texts])
+
+
+def synthetic(n: int, rng: np.random.Generator, labels: Labels) -> tuple[list[Oof], list[int]]:
     """n contracts of 5 candidate units each; in CATEGORY the unit at a random rank < DENSE_TOP
-    matches, and its embedding leans towards one direction; RARE matches in two contracts only."""
+    matches, and its embedding leans towards one direction; each contract's CATEGORY label embeds
+    exactly as its matching unit (`labels`); RARE matches in two contracts only and has 2 labels."""
     toward = np.zeros(384, dtype=np.float32)
     toward[0] = 1.0
     oof, inner = [], []
@@ -73,21 +87,26 @@ def synthetic(n: int, rng: np.random.Generator) -> tuple[list[Oof], list[int]]:
             CATEGORY: [[0] if u == hit else [] for u in range(5)],
             RARE: [[0] if i < 2 and u == 0 else [] for u in range(5)],
         }
-        oof.append(Oof(Contract(f"c{i}", f"F{i}_x", "", {}, {}), evidence, matches))
+        labels.vectors[f"label {i}"] = vectors[hit]
+        gold = {CATEGORY: [f"label {i}"], **({RARE: [f"label {i}"]} if i < 2 else {})}
+        oof.append(Oof(Contract(f"c{i}", f"F{i}_x", "", gold, {}), evidence, matches))
         inner.append(i % 3)
     return oof, inner
 
 
 def test_dense_scores_are_cross_fitted_over_the_inner_folds() -> None:
-    oof, inner = synthetic(90, np.random.default_rng(0))
+    labels = Labels()
+    oof, inner = synthetic(90, np.random.default_rng(0), labels)
     first = cast(EmbeddedExtractor, SimpleNamespace(reranked_categories=[CATEGORY, RARE]))
-    arrays, metadata, crossed = fit_dense(oof, inner, first)
+    arrays, metadata, scores = fit_dense(oof, inner, first, labels)
+    crossed = [{c: [d.logit for d in row[c]] for c in row} for row in scores]
     assert metadata["categories"] == [CATEGORY]  # RARE has fewer than MIN_POSITIVES matches
     assert MIN_POSITIVES > 2
     assert arrays["dense_w"].shape == (384, 1)
-    assert all(row[RARE] == [NO_DENSE] * 5 for row in crossed)
+    assert all(row[RARE] == [DenseScore()] * 5 for row in scores)  # nor MIN_LABELS labels
+    assert MIN_LABELS > 2
     # beyond the DENSE_TOP best units there is no embedding, so no score
-    assert all(row[CATEGORY][DENSE_TOP:] == [NO_DENSE] * (5 - DENSE_TOP) for row in crossed)
+    assert all(row[CATEGORY][DENSE_TOP:] == [DenseScore()] * (5 - DENSE_TOP) for row in scores)
     # it learned: the matching unit outscores the others
     hits = [
         row[CATEGORY][next(r for r, m in enumerate(o.matches[CATEGORY]) if m)]
@@ -114,3 +133,30 @@ def test_dense_scores_are_cross_fitted_over_the_inner_folds() -> None:
         float(oof[0].evidence.embeddings[r] @ arrays["dense_w"][:, 0] + arrays["dense_b"][0]) for r in range(DENSE_TOP)
     ]
     assert not np.allclose(shipped, expected, rtol=1e-4)  # the shipped regression saw contract 0
+
+
+def test_label_similarities_are_cross_fitted_and_the_bank_keeps_every_label() -> None:
+    """A contract's units are compared with the labels of the other inner folds only: its own label
+    embeds exactly as its matching unit, so a leak would show as similarity 1."""
+    labels = Labels()
+    oof, inner = synthetic(30, np.random.default_rng(1), labels)
+    first = cast(EmbeddedExtractor, SimpleNamespace(reranked_categories=[CATEGORY, RARE]))
+    arrays, metadata, scores = fit_dense(oof, inner, first, labels)
+    assert metadata["bank_categories"] == [CATEGORY]
+    assert arrays["dense_bank"].shape == (30, 384)
+    assert arrays["dense_bank_ptr"].tolist() == [0, 30]
+    for o, f, row in zip(oof, inner, scores, strict=True):
+        hit = next(r for r, m in enumerate(o.matches[CATEGORY]) if m)
+        others = np.vstack([labels.vectors[f"label {j}"] for j, g in enumerate(inner) if g != f])
+        similarities = np.sort(others @ o.evidence.embeddings[hit])
+        assert row[CATEGORY][hit].nearest == pytest.approx(float(similarities[-1]), abs=1e-5)
+        assert row[CATEGORY][hit].nearest < 0.99
+        assert row[CATEGORY][hit].nearest_mean == pytest.approx(float(similarities[-3:].mean()), abs=1e-5)
+    # matching units lean the same way as the labels, so they sit closer to them than the others
+    nearest = [
+        (row[CATEGORY][r].nearest, bool(o.matches[CATEGORY][r]))
+        for o, row in zip(oof, scores, strict=True)
+        for r in range(DENSE_TOP)
+    ]
+    hits, misses = [s for s, m in nearest if m], [s for s, m in nearest if not m]
+    assert np.mean(hits) > np.mean(misses) + 0.03

@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clausework.chunking import Piece
 from clausework.clauses import ClauseSpan
 from clausework.model.embedded import DENSE_TOP, MODEL_DIR, EmbeddedExtractor, EmbeddedSelector
-from clausework.model.second_stage import NO_DENSE
+from clausework.model.second_stage import NO_DENSE, DenseScore
 from clausework.model.trees import Trees
 from tests.conftest import ROOT
 
@@ -194,8 +195,8 @@ def test_the_shipped_model_decides_with_its_second_stage(extractor: EmbeddedExtr
 
 def test_the_shipped_model_reranks_with_dense_scores(extractor: EmbeddedExtractor) -> None:
     """Each reranked category's DENSE_TOP best units are embedded and their dense scores reach the
-    reranker: flipping the dense regressions changes the reranked probabilities; a model that
-    bypassed them would not change."""
+    reranker: flipping the dense regressions, or scrambling the label bank, changes the reranked
+    probabilities; a model that bypassed either would not change."""
     from dataclasses import replace
 
     dense = extractor.dense
@@ -203,17 +204,38 @@ def test_the_shipped_model_reranks_with_dense_scores(extractor: EmbeddedExtracto
     evidence = extractor.evidence(CONTRACT)
     for category in extractor.reranked_categories:
         assert all(evidence.unit_of[s.start] in evidence.embeddings for s in evidence.scored[category][:DENSE_TOP])
-    scores = extractor.dense_logits(evidence)
-    law = scores["Governing Law"]
-    assert NO_DENSE not in law[:DENSE_TOP] and set(law[DENSE_TOP:]) == {NO_DENSE}
+    scores = extractor.dense_scores(evidence)["Governing Law"]
+    assert all(d.logit != NO_DENSE and d.nearest != NO_DENSE for d in scores[:DENSE_TOP])
+    assert set(scores[DENSE_TOP:]) == {DenseScore()}
+    law = [d.logit for d in scores]
     # the dense regression, alone, prefers the governing-law sentence among the three it scores
     governing = next(
         i for i, s in enumerate(evidence.scored["Governing Law"]) if "governed by" in CONTRACT[s.start : s.end]
     )
     assert governing < DENSE_TOP and law[governing] == max(law[:DENSE_TOP])
+    # and it is the one closest to a governing-law clause of the training contracts
+    assert dense.bank_categories and scores[governing].nearest == max(d.nearest for d in scores[:DENSE_TOP]) > 0.5
     flipped = EmbeddedExtractor.__new__(EmbeddedExtractor)
     flipped.__dict__.update(extractor.__dict__)
     flipped.dense = replace(dense, weights=-dense.weights, bias=-dense.bias)
     ours = extractor.assess(evidence).probabilities
     theirs = flipped.assess(evidence).probabilities
     assert any(ours[c] != theirs[c] for c in dense.categories)
+    # the label bank reaches it too: with the labels of one category in another's place, it changes
+    shuffled = EmbeddedExtractor.__new__(EmbeddedExtractor)
+    shuffled.__dict__.update(extractor.__dict__)
+    shuffled.dense = replace(dense, bank=dense.bank[::-1].copy())
+    theirs = shuffled.assess(evidence).probabilities
+    assert any(ours[c] != theirs[c] for c in dense.bank_categories)
+
+
+def test_an_artefact_of_an_older_training_is_refused_with_a_clear_message(extractor: EmbeddedExtractor) -> None:
+    """Model 2.2.0's artefact has dense weights but no label bank; its reranker expects fewer columns."""
+    metadata = {
+        **extractor.metadata,
+        "dense": {k: v for k, v in extractor.metadata["dense"].items() if k != "bank_categories"},
+    }
+    with np.load(MODEL_DIR / "model.npz", allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    with pytest.raises(ValueError, match=r"older training .* make train"):
+        EmbeddedExtractor(arrays, metadata)
