@@ -110,16 +110,18 @@ def load_texts(cuad_dir: Path, records: list[dict[str, Any]]) -> dict[str, str]:
 def load_corpus(cuad_dir: Path = DEFAULT_CUAD) -> list[Contract]:
     records = [json.loads(line) for line in (cuad_dir / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
     texts = load_texts(cuad_dir, records)
-    return [
-        Contract(
-            id=r["id"],
-            source_name=r.get("source_name", r["id"]),
-            text=texts[r["id"]],
-            gold={c: v["contexts"] for c, v in r["clauses"].items()},
-            answers={c: str(v.get("answer", "")) for c, v in r["clauses"].items()},
-        )
-        for r in records
-    ]
+    return [from_record(r, texts[r["id"]]) for r in records]
+
+
+def from_record(record: dict[str, Any], text: str = "") -> Contract:
+    """A labels.jsonl record as a Contract (without its text: enough for grouping and folds)."""
+    return Contract(
+        id=record["id"],
+        source_name=record.get("source_name", record["id"]),
+        text=text,
+        gold={c: v["contexts"] for c, v in record["clauses"].items()},
+        answers={c: str(v.get("answer", "")) for c, v in record["clauses"].items()},
+    )
 
 
 def categories(cuad_dir: Path = DEFAULT_CUAD) -> list[str]:

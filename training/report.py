@@ -10,7 +10,8 @@ gain comes from" and "Per category"); the first predictions file is the model, t
 baselines (the subset table shows each; the per-category table the first). `--previous` adds an
 earlier model's predictions beside the model's: its subset rows, and per category its span F1 and
 the change. `--ids FILE` (a labels JSONL, e.g. out/crossval/labels-holdout.jsonl) restricts both to
-those contracts.
+those contracts. `--by-fold K` prints instead each outer fold's scores (`training.groups.cv_folds`,
+as `training.crossval --folds K` splits), the model beside `--previous`: how steady a change is.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from training.data import DEFAULT_CUAD, DEFAULT_SCORER
+from training.data import DEFAULT_CUAD, DEFAULT_SCORER, from_record
+from training.groups import cv_folds
 
 SHORT_SPANS = ["Parties", "Document Name", "Agreement Date", "Effective Date"]
 Scorer = Callable[[str, str, bool], dict[str, Any]]
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cuad-dir", type=Path, default=DEFAULT_CUAD)
     parser.add_argument("--scorer", type=Path, default=DEFAULT_SCORER)
     parser.add_argument("--ids", type=Path, default=None, help="a labels JSONL: score only its contracts")
+    parser.add_argument("--by-fold", type=int, default=0, metavar="K", help="fold by fold, as crossval --folds K")
     args = parser.parse_args(argv)
     scorer = load_scorer(args.scorer)
     labels = read_jsonl(args.cuad_dir / "labels.jsonl")
@@ -86,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         keep = {r["id"] for r in read_jsonl(args.ids)}
         labels = [r for r in labels if r["id"] in keep]
     model = read_jsonl(args.model)
+    if args.by_fold:
+        return by_fold(scorer, labels, args.cuad_dir, args.by_fold, model, read_jsonl(args.previous or args.model))
     baselines = [(f"baseline {path.parent.name}", read_jsonl(path)) for path in args.baseline]
     baseline = baselines[0][1]
     previous = read_jsonl(args.previous) if args.previous else None
@@ -126,6 +131,34 @@ def main(argv: list[str] | None = None) -> int:
             f"| {category} | {counts[category]} | {m['detection']['f1']:.3f} | {m['spans']['f1']:.3f} | {was}"
             f"{b['detection']['f1']:.3f} | {b['spans']['f1']:.3f} |"
         )
+    return 0
+
+
+def by_fold(
+    scorer: Scorer,
+    labels: list[dict[str, Any]],
+    cuad_dir: Path,
+    k: int,
+    model: list[dict[str, Any]],
+    previous: list[dict[str, Any]],
+) -> int:
+    """Each outer fold scored alone: the model, the previous model and the change."""
+    contracts = [from_record(r) for r in read_jsonl(cuad_dir / "labels.jsonl")]
+    fold_of = dict(zip((c.id for c in contracts), cv_folds(contracts, k), strict=True))
+    metrics = ("detection F1", "span F1", "span AUPR")
+    print("| fold | contracts | " + " | ".join(f"{m} | previous | change" for m in metrics) + " |")
+    print("|---:|---:|" + "---:|---:|---:|" * len(metrics))
+    every = sorted({c for r in labels for c in r["clauses"]})
+    for fold in range(k):
+        ids = {r["id"] for r in labels if fold_of[r["id"]] == fold}
+        subset = [r for r in labels if r["id"] in ids]
+        cells = []
+        ours, theirs = score(scorer, subset, model, every), score(scorer, subset, previous, every)
+        for r in (ours, theirs):
+            r["values"] = (r["detection"]["f1"], r["spans"]["f1"], r["spans"]["aupr"])
+        for a, b in zip(ours["values"], theirs["values"], strict=True):
+            cells.append(f"{a:.3f} | {b:.3f} | {a - b:+.3f}")
+        print(f"| {fold} | {len(ids)} | " + " | ".join(cells) + " |")
     return 0
 
 
