@@ -84,13 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by-fold", type=int, default=0, metavar="K", help="fold by fold, as crossval --folds K")
     args = parser.parse_args(argv)
     scorer = load_scorer(args.scorer)
-    labels = read_jsonl(args.cuad_dir / "labels.jsonl")
+    corpus = read_jsonl(args.cuad_dir / "labels.jsonl")
+    labels = corpus
     if args.ids:
         keep = {r["id"] for r in read_jsonl(args.ids)}
         labels = [r for r in labels if r["id"] in keep]
     model = read_jsonl(args.model)
     if args.by_fold:
-        return by_fold(scorer, labels, args.cuad_dir, args.by_fold, model, read_jsonl(args.previous or args.model))
+        return by_fold(scorer, corpus, labels, args.by_fold, model, read_jsonl(args.previous or args.model))
     baselines = [(f"baseline {path.parent.name}", read_jsonl(path)) for path in args.baseline]
     baseline = baselines[0][1]
     previous = read_jsonl(args.previous) if args.previous else None
@@ -110,12 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         n = sum(counts.get(c, 0) for c in subset)
         for index, (system, predictions) in enumerate(systems):
-            r = score(scorer, labels, predictions, subset)
             head = f"{title} ({n:,} labels)" if index == 0 else ""
-            print(
-                f"| {head} | {system} | {r['detection']['f1']:.3f} | {r['spans']['f1']:.3f} | "
-                f"{r['spans']['aupr']:.3f} |"
-            )
+            cells = " | ".join(f"{v:.3f}" for v in headline(score(scorer, labels, predictions, subset)))
+            print(f"| {head} | {system} | {cells} |")
     print()
     then = "| previous detection F1 | previous span F1 | span F1 change " if previous else ""
     print(f"| category | labels | detection F1 | span F1 {then}| baseline detection F1 | baseline span F1 |")
@@ -134,16 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def headline(result: dict[str, Any]) -> tuple[float, float, float]:
+    """A scorer result's detection F1, span F1 and span AUPR."""
+    return result["detection"]["f1"], result["spans"]["f1"], result["spans"]["aupr"]
+
+
 def by_fold(
     scorer: Scorer,
+    corpus: list[dict[str, Any]],
     labels: list[dict[str, Any]],
-    cuad_dir: Path,
     k: int,
     model: list[dict[str, Any]],
     previous: list[dict[str, Any]],
 ) -> int:
-    """Each outer fold scored alone: the model, the previous model and the change."""
-    contracts = [from_record(r) for r in read_jsonl(cuad_dir / "labels.jsonl")]
+    """Each outer fold scored alone (folds of the whole `corpus`; contracts of `labels`): the model,
+    the previous model and the change."""
+    contracts = [from_record(r) for r in corpus]
     fold_of = dict(zip((c.id for c in contracts), cv_folds(contracts, k), strict=True))
     metrics = ("detection F1", "span F1", "span AUPR")
     print("| fold | contracts | " + " | ".join(f"{m} | previous | change" for m in metrics) + " |")
@@ -152,12 +156,8 @@ def by_fold(
     for fold in range(k):
         ids = {r["id"] for r in labels if fold_of[r["id"]] == fold}
         subset = [r for r in labels if r["id"] in ids]
-        cells = []
-        ours, theirs = score(scorer, subset, model, every), score(scorer, subset, previous, every)
-        for r in (ours, theirs):
-            r["values"] = (r["detection"]["f1"], r["spans"]["f1"], r["spans"]["aupr"])
-        for a, b in zip(ours["values"], theirs["values"], strict=True):
-            cells.append(f"{a:.3f} | {b:.3f} | {a - b:+.3f}")
+        ours, theirs = headline(score(scorer, subset, model, every)), headline(score(scorer, subset, previous, every))
+        cells = [f"{a:.3f} | {b:.3f} | {a - b:+.3f}" for a, b in zip(ours, theirs, strict=True)]
         print(f"| {fold} | {len(ids)} | " + " | ".join(cells) + " |")
     return 0
 
