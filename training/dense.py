@@ -195,11 +195,11 @@ def _nearest_labels(
         {c: [(NO_DENSE, NO_DENSE)] * len(o.evidence.scored[c]) for c in categories} for o in oof
     ]
     for category in categories:
-        owners = [i for i, o in enumerate(oof) for _ in o.contract.gold.get(category, [])]
-        if len(owners) < MIN_LABELS:
+        labelled = [(i, text) for i, o in enumerate(oof) for text in o.contract.gold.get(category, [])]
+        if len(labelled) < MIN_LABELS:
             continue
-        bank = encoder.encode([t for o in oof for t in o.contract.gold.get(category, [])])
-        owner_fold = folds[np.asarray(owners)]
+        bank = encoder.encode([text for _, text in labelled])
+        owner_fold = folds[np.asarray([i for i, _ in labelled])]
         bank_categories.append(category)
         banks.append(bank)
         for i, o in enumerate(oof):
